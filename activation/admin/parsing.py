@@ -1,0 +1,163 @@
+"""Small typed readers for admin request fields; each failure is a 400 problem naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+
+from activation.api.problems import ProblemError, bad_field
+
+Body = Mapping[str, Any]
+E = TypeVar("E", bound=StrEnum)
+
+MAX_TEXT = 500
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; an empty body reads as `{}` (every field then optional)."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProblemError(400, "body: not valid JSON", field="body") from None
+    if not isinstance(body, dict):
+        raise bad_field("body", "must be a JSON object")
+    return body
+
+
+def opt_text(body: Body, field: str, *, max_len: int = MAX_TEXT) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_field(field, "must be a string")
+    value = value.strip()
+    if len(value) > max_len:
+        raise bad_field(field, f"must be at most {max_len} characters")
+    return value or None
+
+
+def text(body: Body, field: str, *, max_len: int = MAX_TEXT) -> str:
+    value = opt_text(body, field, max_len=max_len)
+    if value is None:
+        raise bad_field(field, "is required")
+    return value
+
+
+def opt_integer(body: Body, field: str, *, minimum: int | None = None) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_field(field, "must be a whole number")
+    if minimum is not None and value < minimum:
+        raise bad_field(field, f"must be at least {minimum}")
+    if abs(value) > 2**31 - 1:
+        raise bad_field(field, "is too large")
+    return value
+
+
+def integer(body: Body, field: str, *, minimum: int | None = None) -> int:
+    value = opt_integer(body, field, minimum=minimum)
+    if value is None:
+        raise bad_field(field, "is required")
+    return value
+
+
+def boolean(body: Body, field: str, *, default: bool | None = None) -> bool:
+    value = body.get(field, default)
+    if value is None:
+        raise bad_field(field, "is required")
+    if not isinstance(value, bool):
+        raise bad_field(field, "must be true or false")
+    return value
+
+
+def parse_date(field: str, value: object) -> date:
+    if not isinstance(value, str):
+        raise bad_field(field, "must be a date string YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise bad_field(field, f"must be a date YYYY-MM-DD, got {value[:40]!r}") from None
+
+
+def opt_day(body: Body, field: str) -> date | None:
+    value = body.get(field)
+    return None if value is None else parse_date(field, value)
+
+
+def day(body: Body, field: str) -> date:
+    value = opt_day(body, field)
+    if value is None:
+        raise bad_field(field, "is required")
+    return value
+
+
+def moment(body: Body, field: str) -> datetime:
+    value = body.get(field)
+    if not isinstance(value, str):
+        raise bad_field(field, "must be an ISO-8601 date-time string")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_field(field, f"must be an ISO-8601 date-time, got {value[:40]!r}") from None
+
+
+def choice(body: Body, field: str, enum: type[E]) -> E:
+    value = text(body, field)
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise bad_field(field, f"must be one of {allowed}") from None
+
+
+def names(body: Body, field: str) -> list[str]:
+    value = body.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise bad_field(field, "must be a list of strings")
+    return [item.strip().lower() for item in value if item.strip()]
+
+
+def counts(body: Body, field: str) -> dict[str, int]:
+    value = body.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_field(field, "must be an object of name → whole number")
+    for name, count in value.items():
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 2**31:
+            raise bad_field(field, f"{name[:40]!r} must be a whole number ≥ 0")
+    return dict(value)
+
+
+def query_day(request: web.Request, name: str) -> date | None:
+    value = request.query.get(name)
+    return None if value is None else parse_date(name, value)
+
+
+def query_limit(request: web.Request, *, default: int = 100, maximum: int = 1000) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise bad_field("limit", f"must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+def path_id(request: web.Request, what: str) -> int:
+    """The `{id}` of the path; anything not an id cannot name an existing row (404)."""
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ProblemError(404, f"no {what} {raw[:40]!r}")
+    return int(raw)

@@ -1,0 +1,221 @@
+"""The public activation API (SPEC §5): parse → one Redis script → pure decision → signed JSON."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import asyncpg
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from activation.api.parsing import (
+    MAX_BODY_BYTES,
+    parse_activation,
+    parse_deactivation,
+    read_json_object,
+)
+from activation.api.problems import ProblemError, problem
+from activation.api.rendering import render_activation
+from activation.licensing.decision import decide
+from activation.licensing.model import InstallationState
+from activation.runtime import Resources
+from activation.store.redis_store import (
+    ActivationRequest,
+    RateLimited,
+    Recorded,
+    StoreUnavailable,
+)
+
+RESOURCES = web.AppKey("resources", Resources)
+RETRY_AFTER_SECONDS = "2"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is problem JSON; dependency outages are 503 with Retry-After."""
+    try:
+        return await handler(request)
+    except ProblemError as error:
+        return error.response()
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return problem(error.status, error.reason, headers=_allow_header(error))
+    except StoreUnavailable:
+        request.app[RESOURCES].metrics.dependency_errors.labels("redis").inc()
+        return _unavailable("Redis")
+    except (asyncpg.PostgresConnectionStatusError, asyncpg.CannotConnectNowError, OSError):
+        request.app[RESOURCES].metrics.dependency_errors.labels("postgresql").inc()
+        return _unavailable("PostgreSQL")
+
+
+def _unavailable(dependency: str) -> web.Response:
+    return problem(
+        503,
+        f"{dependency} is unreachable; try again shortly",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _allow_header(error: web.HTTPException) -> dict[str, str] | None:
+    allow = error.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
+
+def _client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def activate(request: web.Request) -> web.Response:
+    resources = request.app[RESOURCES]
+    started = time.perf_counter()
+    body = parse_activation(await read_json_object(request))
+    now = await resources.clock.now()
+    outcome = await resources.store.activate(
+        ActivationRequest(
+            license_key=body.license_key,
+            fingerprint=body.fingerprint,
+            hostname=body.hostname,
+            version=body.version_text,
+            ip=_client_address(request),
+            event_id=os.urandom(16).hex(),
+        ),
+        now,
+    )
+    if isinstance(outcome, RateLimited):
+        raise _rate_limited(resources, outcome)
+    recorded = outcome if isinstance(outcome, Recorded) else None
+    license = recorded.license if recorded else None
+    decision = decide(
+        license,
+        product=body.product,
+        version=body.version,
+        requested_addons=body.addons,
+        installations=_installation_state(recorded),
+        releases=resources.releases.for_product(license.product if license else body.product),
+        now=now,
+        grace=resources.settings.grace,
+    )
+    payload = render_activation(
+        decision,
+        license,
+        fingerprint=body.fingerprint,
+        nonce=body.nonce,
+        now=now,
+        valid_for=timedelta(days=resources.settings.answer_valid_days),
+    )
+    resources.metrics.activations.labels(decision.code.value).inc()
+    resources.metrics.activation_latency.observe(time.perf_counter() - started)
+    return _signed(resources, payload)
+
+
+async def deactivate(request: web.Request) -> web.Response:
+    resources = request.app[RESOURCES]
+    body = parse_deactivation(await read_json_object(request))
+    now = await resources.clock.now()
+    outcome = await resources.store.deactivate(
+        ActivationRequest(
+            license_key=body.license_key,
+            fingerprint=body.fingerprint,
+            hostname="",
+            version="",
+            ip=_client_address(request),
+            event_id=os.urandom(16).hex(),
+        ),
+        now,
+    )
+    if isinstance(outcome, RateLimited):
+        raise _rate_limited(resources, outcome)
+    if not isinstance(outcome, Recorded):
+        raise ProblemError(404, "no license has this key", field="license_key")
+    payload = {
+        "deactivated": True,
+        "license_key": body.license_key,
+        "fingerprint": body.fingerprint,
+        "servers_active": outcome.servers_active,
+        "servers_allowed": outcome.servers_allowed,
+        "issued_at": _iso(now),
+    }
+    return _signed(resources, payload)
+
+
+def _installation_state(recorded: Recorded | None) -> InstallationState | None:
+    if recorded is None:
+        return None
+    return InstallationState(
+        servers_active=recorded.servers_active,
+        servers_allowed=recorded.servers_allowed,
+        over_limit_since=recorded.over_limit_since,
+        case_stage=recorded.case_stage,
+        grace_ends_at=recorded.grace_ends_at,
+        disable_at=recorded.disable_at,
+    )
+
+
+def _rate_limited(resources: Resources, outcome: RateLimited) -> ProblemError:
+    resources.metrics.rate_limited.labels(outcome.limited_by).inc()
+    error = ProblemError(
+        429, f"too many requests ({outcome.limited_by} limit); retry later", limit=outcome.limited_by
+    )
+    error.headers = {"Retry-After": str(outcome.retry_after)}
+    return error
+
+
+def _signed(resources: Resources, payload: dict[str, object]) -> web.Response:
+    body = orjson.dumps(payload)
+    return web.Response(
+        body=body,
+        content_type="application/json",
+        headers={"X-Signature": resources.signer.header(body)},
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def signing_key(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RESOURCES].signer.public_document)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    resources = request.app[RESOURCES]
+    redis_ok = await resources.store.ping()
+    try:
+        await resources.pool.fetchval("SELECT 1")
+        postgres_ok = True
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        postgres_ok = False
+    status = 200 if redis_ok and postgres_ok else 503
+    return web.json_response(
+        {"redis": redis_ok, "postgresql": postgres_ok},
+        status=status,
+        headers=None if status == 200 else {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    output = generate_latest(request.app[RESOURCES].metrics.registry)
+    return web.Response(body=output, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_public_app(resources: Resources) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app[RESOURCES] = resources
+    app.router.add_post("/v1/activations", activate)
+    app.router.add_post("/v1/deactivations", deactivate)
+    app.router.add_get("/v1/signing-key", signing_key)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app

@@ -1,0 +1,67 @@
+"""The activation answer's JSON shape (SPEC §5), built from a Decision by value."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from activation.licensing.model import Code, Decision, License
+
+
+def render_activation(
+    decision: Decision,
+    license: License | None,
+    *,
+    fingerprint: str,
+    nonce: str | None,
+    now: datetime,
+    valid_for: timedelta,
+) -> dict[str, Any]:
+    """NOT_FOUND and PRODUCT_MISMATCH answers carry no license block: they say nothing about
+    a license the caller may not hold."""
+    show_license = license is not None and decision.code is not Code.PRODUCT_MISMATCH
+    return {
+        "valid": decision.valid,
+        "code": decision.code.value,
+        "detail": decision.detail,
+        "license": _license_block(decision, license) if show_license and license else None,
+        "installation": {
+            "fingerprint": fingerprint,
+            "servers_active": decision.servers_active,
+            "servers_allowed": decision.servers_allowed,
+            "grace_ends_at": _moment(decision.grace_ends_at),
+            "disable_at": _moment(decision.disable_at),
+        },
+        "addons": {
+            "granted": list(decision.addons.granted),
+            "denied": [
+                {"name": name, "reason": reason.value} for name, reason in decision.addons.denied
+            ],
+        },
+        "nonce": nonce,
+        "issued_at": _moment(now),
+        "valid_until": _moment(now + valid_for) if decision.valid else None,
+    }
+
+
+def _license_block(decision: Decision, license: License) -> dict[str, Any]:
+    return {
+        "product": license.product,
+        "kind": license.kind.value,
+        "edition": license.edition.value,
+        "limits": dict(license.limits),
+        "ms_status": decision.ms_status.value,
+        "ms_covered_through": _day(decision.ms_covered_through),
+        "legacy": decision.legacy,
+        "max_version": None if decision.max_version is None else str(decision.max_version),
+    }
+
+
+def _moment(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _day(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()

@@ -1,0 +1,93 @@
+"""The composition root of the server process: settings in, connected collaborators out.
+
+`open_resources(settings)` is used by both HTTP apps of one process (public and admin) and by
+the tests; pools are opened once and closed on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from activation.api.signing import Signer, load_signer
+from activation.clock import Clock, RedisTestClock, SystemClock
+from activation.config import Settings
+from activation.store.keys import KeyLayout
+from activation.store.redis_store import ActivationStore, Limits
+from activation.store.registry import LicenseRegistry, ReleaseCatalog
+from metrics import ApiMetrics
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    layout: KeyLayout
+    registry: LicenseRegistry
+    releases: ReleaseCatalog
+    store: ActivationStore
+    clock: Clock
+    signer: Signer
+    metrics: ApiMetrics
+
+
+def connect_redis(url: str) -> Redis:
+    """`redis+cluster://host:port` selects Redis Cluster; anything else is a plain URL."""
+    if url.startswith("redis+cluster://"):
+        cluster = RedisCluster.from_url(
+            "redis://" + url.removeprefix("redis+cluster://"), socket_timeout=2.0
+        )
+        return cluster  # type: ignore[return-value]
+    return Redis.from_url(
+        url,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        max_connections=256,
+        health_check_interval=0,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_resources(
+    settings: Settings, *, metrics: ApiMetrics | None = None
+) -> AsyncIterator[Resources]:
+    if settings.database_url is None or settings.redis_url is None:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set (activation-dev sets them)")
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+    redis = connect_redis(settings.redis_url)
+    try:
+        layout = KeyLayout(settings.redis_prefix, settings.stream_shards, settings.redis_cluster)
+        registry = LicenseRegistry(pool)
+        limits = Limits(
+            ip_per_minute=settings.rate_limits.ip_per_minute,
+            key_per_minute=settings.rate_limits.key_per_minute,
+            unknown_per_minute=settings.rate_limits.not_found_per_minute,
+            active_window_seconds=settings.active_window_days * 86_400,
+            negative_ttl_seconds=settings.negative_cache_seconds,
+        )
+        store = ActivationStore(redis, layout, limits, registry.load_license)
+        clock: Clock = RedisTestClock(redis, layout.clock) if settings.test_clock else SystemClock()
+        releases = ReleaseCatalog(registry)
+        signer = load_signer(settings.signing_key_file, generate=settings.dev)
+        async with releases.running():
+            yield Resources(
+                settings=settings,
+                pool=pool,
+                redis=redis,
+                layout=layout,
+                registry=registry,
+                releases=releases,
+                store=store,
+                clock=clock,
+                signer=signer,
+                metrics=metrics or ApiMetrics(),
+            )
+    finally:
+        await redis.aclose()
+        await pool.close()

@@ -1,0 +1,243 @@
+"""The Redis adapter of the hot path: one script call per activation (see activate.lua).
+
+Fail-closed: when Redis cannot be reached the caller gets `StoreUnavailable` and answers 503
+with Retry-After (SPEC §5); nothing is acknowledged that was not written to the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from activation.licensing.model import CaseStage, License
+from activation.store.keys import KeyLayout
+
+LicenseLoader = Callable[[str], Awaitable[License | None]]
+
+_SCRIPT = (resources.files("activation.store") / "activate.lua").read_text()
+_PARSED_CACHE_LIMIT = 20_000
+
+
+class StoreUnavailable(Exception):
+    """Redis did not answer; the request must not be acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationRequest:
+    license_key: str
+    fingerprint: str
+    hostname: str
+    version: str
+    ip: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    retry_after: int
+    limited_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownKey:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    license: License
+    servers_active: int
+    servers_allowed: int
+    over_limit_since: datetime | None
+    case_stage: CaseStage | None
+    grace_ends_at: datetime | None
+    disable_at: datetime | None
+    seen_recently: int
+
+
+ScriptOutcome = RateLimited | UnknownKey | Recorded
+
+UNKNOWN = UnknownKey()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    ip_per_minute: int
+    key_per_minute: int
+    unknown_per_minute: int
+    active_window_seconds: int
+    leak_window_seconds: int = 86_400
+    negative_ttl_seconds: int = 60
+
+
+class ActivationStore:
+    def __init__(
+        self, redis: Redis, layout: KeyLayout, limits: Limits, loader: LicenseLoader
+    ) -> None:
+        self._redis = redis
+        self._layout = layout
+        self._limits = limits
+        self._loader = loader
+        self._script = redis.register_script(_SCRIPT)
+        self._parsed: dict[bytes, License] = {}
+        self.cache_misses = 0
+
+    async def activate(self, request: ActivationRequest, now: datetime) -> ScriptOutcome:
+        return await self._run("a", request, now)
+
+    async def deactivate(self, request: ActivationRequest, now: datetime) -> ScriptOutcome:
+        return await self._run("d", request, now)
+
+    async def _run(self, op: str, request: ActivationRequest, now: datetime) -> ScriptOutcome:
+        stamp = now.timestamp()
+        minute, second = divmod(int(stamp), 60)
+        keys = self._layout.for_license(request.license_key, minute)
+        ip_counter, unknown_counter = self._layout.client_counters(keys.tag, request.ip, minute)
+        script_keys = [
+            keys.license,
+            keys.installations,
+            keys.details,
+            keys.stream,
+            ip_counter,
+            keys.key_counter,
+            unknown_counter,
+        ]
+        limits = self._limits
+        args: list[Any] = [
+            op,
+            repr(stamp),
+            request.fingerprint,
+            request.hostname,
+            request.version,
+            request.ip,
+            request.event_id,
+            limits.active_window_seconds,
+            limits.leak_window_seconds,
+            limits.ip_per_minute,
+            limits.key_per_minute,
+            limits.unknown_per_minute,
+            60 - second,
+            "",
+            "",
+            "",
+            limits.negative_ttl_seconds,
+            request.license_key,
+        ]
+        reply = await self._call(script_keys, args)
+        if reply[0] == b"MISS":
+            self.cache_misses += 1
+            license = await self._loader(request.license_key)
+            if license is None:
+                args[13] = "-"
+            else:
+                args[13], args[14], args[15] = _cache_fields(license)
+            reply = await self._call(script_keys, args)
+        return self._outcome(reply)
+
+    async def _call(self, keys: list[str], args: list[Any]) -> list[Any]:
+        try:
+            reply: list[Any] = await self._script(keys=keys, args=args)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return reply
+
+    def _outcome(self, reply: list[Any]) -> ScriptOutcome:
+        tag = reply[0]
+        if tag == b"NF":
+            return UNKNOWN
+        if tag == b"RL":
+            return RateLimited(int(reply[1]), reply[2].decode())
+        doc: bytes = reply[1]
+        license = self._parsed.get(doc)
+        if license is None:
+            license = License.from_json(doc)
+            if len(self._parsed) >= _PARSED_CACHE_LIMIT:
+                self._parsed.clear()
+            self._parsed[doc] = license
+        return Recorded(
+            license=license,
+            servers_active=int(reply[2]),
+            servers_allowed=int(reply[3]),
+            over_limit_since=_moment(reply[4]),
+            case_stage=CaseStage(reply[5].decode()) if reply[5] else None,
+            grace_ends_at=_moment(reply[6]),
+            disable_at=_moment(reply[7]),
+            seen_recently=int(reply[8]),
+        )
+
+    async def put_license(self, license: License) -> None:
+        """Write-through after every admin write (PostgreSQL first, then here)."""
+        keys = self._layout.for_license(license.key, 0)
+        doc, status, allowed = _cache_fields(license)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(keys.license, "missing")
+                pipe.persist(keys.license)
+                pipe.hset(keys.license, mapping={"doc": doc, "status": status, "allowed": allowed})
+                await pipe.execute()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def forget_license(self, license_key: str) -> None:
+        """Drop the cached document (the next activation reloads it from PostgreSQL)."""
+        keys = self._layout.for_license(license_key, 0)
+        await self._redis.hdel(keys.license, "doc", "missing")
+
+    async def installations(self, license_key: str) -> list[dict[str, Any]]:
+        """The servers Redis counts for a key right now, newest first."""
+        keys = self._layout.for_license(license_key, 0)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(keys.installations, 0, -1, withscores=True)
+            pipe.hgetall(keys.details)
+            seen, details = await pipe.execute()
+        rows = []
+        for fingerprint, last_seen in sorted(seen, key=lambda pair: -pair[1]):
+            first, hostname, version, ip = details.get(fingerprint, b"\t\t\t").decode().split("\t")
+            rows.append(
+                {
+                    "fingerprint": fingerprint.decode(),
+                    "hostname": hostname,
+                    "version": version,
+                    "ip": ip,
+                    "first_seen_at": _iso(float(first)) if first else None,
+                    "last_seen_at": _iso(last_seen),
+                }
+            )
+        return rows
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (redis_errors.RedisError, OSError):
+            return False
+
+
+def _cache_fields(license: License) -> tuple[bytes, str, int]:
+    return license.to_json(), license.status.value, license.max_servers
+
+
+def _moment(raw: bytes) -> datetime | None:
+    return datetime.fromtimestamp(float(raw), UTC) if raw else None
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+__all__ = [
+    "UNKNOWN",
+    "ActivationRequest",
+    "ActivationStore",
+    "Limits",
+    "RateLimited",
+    "Recorded",
+    "ScriptOutcome",
+    "StoreUnavailable",
+    "UnknownKey",
+]

