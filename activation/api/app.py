@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis import exceptions as redis_errors
 
 from activation.api.parsing import (
     MAX_BODY_BYTES,
@@ -31,6 +32,13 @@ from activation.store.redis_store import (
 )
 
 RESOURCES = web.AppKey("resources", Resources)
+POSTGRES_OUTAGES = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 RETRY_AFTER_SECONDS = "2"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,10 +55,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if error.status < 400:
             raise
         return problem(error.status, error.reason, headers=_allow_header(error))
-    except StoreUnavailable:
+    except (StoreUnavailable, redis_errors.ConnectionError, redis_errors.TimeoutError):
         request.app[RESOURCES].metrics.dependency_errors.labels("redis").inc()
         return _unavailable("Redis")
-    except (asyncpg.PostgresConnectionStatusError, asyncpg.CannotConnectNowError, OSError):
+    except POSTGRES_OUTAGES:
         request.app[RESOURCES].metrics.dependency_errors.labels("postgresql").inc()
         return _unavailable("PostgreSQL")
 

@@ -77,11 +77,16 @@ def build_eligible(
     - R7: any build while covered / active lease / free (R1: active trial).
     - R7 lapsed M&S: eligible when the build is not newer than the newest eligible release;
       licenses are backwards compatible, so any older build qualifies, published or not.
+    - A product with no published release at all cannot be judged: its builds are eligible
+      (fail-open, so a fresh deployment does not refuse every lapsed license before the
+      release catalog is imported). Once any release exists, the rule above applies.
     """
     any_build, max_version = newest_eligible(license, releases, today)
     if license.major_version is not None:
         return version.major <= license.major_version, max_version
     if any_build:
+        return True, None
+    if not any(release.product == license.product for release in releases):
         return True, None
     return max_version is not None and version <= max_version, max_version
 

@@ -27,10 +27,11 @@ local function over_limit(counter_key, limit)
   return count > limit
 end
 
-if over_limit(KEYS[5], tonumber(ARGV[10])) then return {'RL', retry, 'ip'} end
-
 local nf_limit = tonumber(ARGV[12])
 local fill = ARGV[14]
+-- A fill is the second call of one request (after a MISS): its address was counted already.
+if fill == '' and over_limit(KEYS[5], tonumber(ARGV[10])) then return {'RL', retry, 'ip'} end
+
 local doc = redis.call('HGET', lic, 'doc')
 if not doc then
   local known_missing = redis.call('HEXISTS', lic, 'missing') == 1
@@ -98,7 +99,7 @@ local seen_recently = redis.call('ZCOUNT', inst, now - tonumber(ARGV[9]), '+inf'
 
 redis.call('XADD', stream, '*', 'id', ARGV[7], 'op', op, 'key', ARGV[18], 'fp', fp,
   'host', hostname, 'ver', version, 'ip', ip, 'at', ARGV[2], 'active', active,
-  'allowed', allowed)
+  'allowed', allowed, 'recent', seen_recently)
 
 return {'OK', doc, active, allowed, over or '', fields[3] or '', fields[4] or '',
   fields[5] or '', seen_recently}

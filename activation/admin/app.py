@@ -1,0 +1,59 @@
+"""The admin app factory (SPEC §6): JSON under /admin/v1, bearer tokens, problem answers.
+
+Every error is RFC 9457 problem JSON: `ProblemError` from parsing and domain mapping, aiohttp's
+own HTTP errors (404, 405, 413), and Redis being unreachable (503). Nothing a client sends
+yields a 500; an unexpected failure is logged and answered as a 500 problem.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from activation.admin import (
+    audit,
+    clock_routes,
+    customers,
+    imports,
+    licenses,
+    ms_routes,
+    releases,
+    tokens,
+)
+from activation.admin.state import RESOURCES
+from activation.api.problems import ProblemError, problem
+from activation.runtime import Resources
+from activation.store.redis_store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024  # bulk imports of tens of thousands of rows
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProblemError as error:
+        return error.response()
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return problem(error.status, error.reason, headers=headers)
+    except StoreUnavailable:
+        return problem(503, "Redis is unreachable; try again", headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("admin request %s %s failed", request.method, request.path)
+        return problem(500, "internal error; the failure was logged")
+
+
+def create_admin_app(resources: Resources) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app[RESOURCES] = resources
+    # imports before licenses: "/licenses/import" must not be taken for a key
+    for module in (customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes):
+        app.router.add_routes(module.routes)
+    return app

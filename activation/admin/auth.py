@@ -1,0 +1,75 @@
+"""Bearer tokens with roles (SPEC §6): stored as sha256 in `api_tokens.token_hash`.
+
+- `Authorization: Bearer <token>`; missing, unknown or revoked → 401 problem.
+- A role lower than the route needs → 403 problem (viewer < reviewer < admin).
+- `ADMIN_BOOTSTRAP_TOKEN` is accepted as an admin named "bootstrap", so a fresh deployment can
+  create its first real tokens.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from activation.admin.state import PRINCIPAL, Principal, Role, resources_of
+from activation.api.problems import ProblemError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+BOOTSTRAP_NAME = "bootstrap"
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    error = ProblemError(401, detail)
+    error.headers = {"WWW-Authenticate": 'Bearer realm="admin"'}
+    return error
+
+
+async def authenticate(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("an Authorization: Bearer <token> header is required")
+    resources = resources_of(request)
+    bootstrap = resources.settings.admin_bootstrap_token
+    if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
+        return Principal(BOOTSTRAP_NAME, Role.ADMIN, None)
+    row = await resources.pool.fetchrow(
+        "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        token_hash(token),
+    )
+    if row is None:
+        raise _unauthorized("unknown or revoked token")
+    return Principal(row["name"], Role(row["role"]), row["id"])
+
+
+def requires(role: Role) -> Callable[[Handler], Handler]:
+    """Route decorator: authenticate, check the role, keep the principal on the request."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            principal = await authenticate(request)
+            if not principal.role.allows(role):
+                raise ProblemError(
+                    403, f"this needs the {role.value} role; token has {principal.role.value}"
+                )
+            request[PRINCIPAL] = principal
+            return await handler(request)
+
+        return guarded
+
+    return decorate
+
+
+def actor(request: web.Request) -> str:
+    return request[PRINCIPAL].name

@@ -1,0 +1,161 @@
+"""`activation-server`: serve the public and admin APIs, or run the migrations (SPEC §10).
+
+    activation-server [serve] [--host H] [--public-port P] [--admin-port A] [--processes N]
+    activation-server migrate
+    activation-server rebuild-cache
+
+With `--processes N` the parent starts N server processes that share both ports
+(SO_REUSEPORT: the kernel spreads connections) and stops them on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import multiprocessing
+import signal
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+from aiohttp import web
+
+from activation.config import Settings, SettingsError
+from activation.store.migrate import migrate
+
+log = logging.getLogger("activation")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="activation-server", description=__doc__)
+    parser.add_argument("command", nargs="?", default="serve",
+                        choices=["serve", "migrate", "rebuild-cache"])
+    parser.add_argument("--host", help="address to bind (default HOST or 127.0.0.1)")
+    parser.add_argument("--public-port", type=int, help="public API port (default 8080)")
+    parser.add_argument("--admin-port", type=int, help="admin API and console port (default 8081)")
+    parser.add_argument("--processes", type=int, default=1, help="server processes (default 1)")
+    return parser
+
+
+def server_main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"configuration error: {error}")
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.public_port is not None:
+        overrides["public_port"] = args.public_port
+    if args.admin_port is not None:
+        overrides["admin_port"] = args.admin_port
+    settings = settings.with_overrides(**overrides)
+    if settings.database_url is None or settings.redis_url is None:
+        sys.exit("DATABASE_URL and REDIS_URL must be set (or use activation-dev)")
+    if args.command == "migrate":
+        applied = asyncio.run(run_migrations(settings.database_url))
+        print(f"applied migrations: {applied or 'none (up to date)'}")
+        return
+    if args.command == "rebuild-cache":
+        count = asyncio.run(_rebuild_cache(settings))
+        print(f"rebuilt the Redis cache of {count} licenses")
+        return
+    if args.processes <= 1:
+        serve(settings)
+        return
+    run_processes(settings, args.processes)
+
+
+async def run_migrations(database_url: str) -> list[int]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await migrate(connection)
+    finally:
+        await connection.close()
+
+
+async def _rebuild_cache(settings: Settings) -> int:
+    from activation.runtime import open_resources
+    from activation.store.registry import LICENSE_COLUMNS, license_from_row
+
+    async with open_resources(settings) as resources:
+        rows = await resources.pool.fetch(f"SELECT {LICENSE_COLUMNS} FROM licenses l")
+        for row in rows:
+            await resources.store.put_license(license_from_row(row))
+        return len(rows)
+
+
+def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Run both apps in this process until SIGTERM/SIGINT."""
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(_serve(settings, reuse_port=reuse_port))
+
+
+async def _serve(settings: Settings, *, reuse_port: bool) -> None:
+    from activation.admin.app import create_admin_app
+    from activation.api.app import create_public_app
+    from activation.runtime import open_resources
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_resources(settings) as resources:
+        runners = []
+        for app, port in (
+            (create_public_app(resources), settings.public_port),
+            (create_admin_app(resources), settings.admin_port),
+        ):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port, backlog=1024)
+            await site.start()
+            runners.append(runner)
+        # Objects alive after start-up live for the whole process: keep the collector off them.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
+        log.info(
+            "serving public API on http://%s:%d and admin on http://%s:%d",
+            settings.host, settings.public_port, settings.host, settings.admin_port,
+        )
+        await stop.wait()
+        for runner in runners:
+            await runner.cleanup()
+
+
+def run_processes(settings: Settings, count: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_child, args=(settings,), name=f"activation-{n}")
+        for n in range(count)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
+
+
+def _child(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    serve(settings, reuse_port=True)

@@ -1,0 +1,94 @@
+"""The baseline of the benchmark: a bare aiohttp + uvloop endpoint on the same machine.
+
+One `POST /v1/activations` route that reads the request body (any real endpoint must) and
+answers a constant small JSON body. Nothing else: no parsing, no Redis, no signature. The
+activation server's throughput is reported as a ratio of this one's (SPEC §9).
+
+    python bench/bare.py --port 18080 [--host 127.0.0.1] [--processes N]
+
+With `--processes N` it starts N processes sharing the port (SO_REUSEPORT), like
+`activation-server serve --processes N`, and stops them on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import multiprocessing
+import signal
+from collections.abc import Sequence
+
+from aiohttp import web
+
+BODY = b'{"valid":true,"code":"VALID"}'
+
+
+async def handle(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(body=BODY, content_type="application/json")
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+
+async def _serve(host: str, port: int, reuse_port: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    app = web.Application()
+    app.router.add_post("/v1/activations", handle)
+    app.router.add_get("/readyz", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+    await site.start()
+    # Same start-up GC treatment as the activation server, so the comparison is like for like.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def serve(host: str, port: int, reuse_port: bool) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(host, port, reuse_port))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--processes", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.processes <= 1:
+        serve(args.host, args.port, reuse_port=False)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=serve, args=(args.host, args.port, True), name=f"bare-{n}")
+        for n in range(args.processes)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(_signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
+
+
+if __name__ == "__main__":
+    main()

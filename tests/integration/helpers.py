@@ -1,0 +1,91 @@
+"""Small HTTP helpers shared by the integration tests: everything goes through the APIs."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+Client = TestClient[Any, Any]
+
+
+async def create_customer(admin: Client, headers: dict[str, str], name: str = "Acme") -> int:
+    response = await admin.post(
+        "/admin/v1/customers",
+        json={"name": name, "email": f"{name.lower()}@example.com", "phone": "+1 555 0100"},
+        headers=headers,
+    )
+    assert response.status == 201, await response.text()
+    customer_id: int = (await response.json())["id"]
+    return customer_id
+
+
+async def create_license(admin: Client, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+    if "customer_id" not in fields:
+        fields["customer_id"] = await create_customer(admin, headers)
+    body = {
+        "product": "smartermail",
+        "kind": "perpetual",
+        "edition": "enterprise",
+        "purchased_on": "2026-06-01",
+        "failover": False,
+    }
+    body.update(fields)
+    response = await admin.post("/admin/v1/licenses", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    created: dict[str, Any] = await response.json()
+    return created
+
+
+async def create_release(
+    admin: Client, headers: dict[str, str], version: str, released_on: str, product: str = "smartermail"
+) -> None:
+    response = await admin.post(
+        "/admin/v1/releases",
+        json={"product": product, "version": version, "released_on": released_on},
+        headers=headers,
+    )
+    assert response.status == 201, await response.text()
+
+
+async def set_clock(admin: Client, headers: dict[str, str], now: str) -> None:
+    response = await admin.post("/admin/v1/test-clock", json={"now": now}, headers=headers)
+    assert response.status == 200, await response.text()
+
+
+async def advance_clock(admin: Client, headers: dict[str, str], seconds: float) -> None:
+    response = await admin.post(
+        "/admin/v1/test-clock", json={"advance_seconds": seconds}, headers=headers
+    )
+    assert response.status == 200, await response.text()
+
+
+def activation_body(key: str, fingerprint: str = "server-a", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "license_key": key,
+        "fingerprint": fingerprint,
+        "hostname": f"{fingerprint}.example.com",
+        "product": "smartermail",
+        "version": "16.3.6989",
+        "nonce": "c0ffee42",
+    }
+    body.update(fields)
+    return body
+
+
+async def activate(public: Client, key: str, fingerprint: str = "server-a", **fields: Any) -> dict[str, Any]:
+    response = await public.post("/v1/activations", json=activation_body(key, fingerprint, **fields))
+    assert response.status == 200, await response.text()
+    answer: dict[str, Any] = orjson.loads(await response.read())
+    return answer
+
+
+def verify_signature(public_key_b64: str, body: bytes, header: str) -> None:
+    """Raises InvalidSignature unless `header` signs exactly `body`."""
+    scheme, _, signature = header.partition("=")
+    assert scheme == "ed25519"
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    key.verify(base64.b64decode(signature), body)

@@ -1,0 +1,116 @@
+"""Bad input of every class gets a 4xx problem JSON and stores nothing (SPEC §5, §9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from activation.runtime import Resources
+from tests.integration.helpers import Client, activation_body, create_license
+
+GOOD_KEY = "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"
+
+
+def _body(**changes: Any) -> bytes:
+    body = activation_body(GOOD_KEY)
+    for field, value in changes.items():
+        if value is _MISSING:
+            body.pop(field)
+        else:
+            body[field] = value
+    return orjson.dumps(body)
+
+
+_MISSING = object()
+
+BAD_BODIES: list[tuple[str, bytes, str, int, str | None]] = [
+    ("malformed JSON", b'{"license_key": ', "application/json", 400, None),
+    ("not an object", b"[1, 2, 3]", "application/json", 400, None),
+    ("empty body", b"", "application/json", 400, None),
+    ("wrong content type", _body(), "text/plain", 415, None),
+    ("form encoded", b"license_key=x", "application/x-www-form-urlencoded", 415, None),
+    ("missing key", _body(license_key=_MISSING), "application/json", 400, "license_key"),
+    ("key of wrong type", _body(license_key=12345), "application/json", 400, "license_key"),
+    ("malformed key", _body(license_key="ABC"), "application/json", 400, "license_key"),
+    ("missing fingerprint", _body(fingerprint=_MISSING), "application/json", 400, "fingerprint"),
+    ("fingerprint too long", _body(fingerprint="f" * 129), "application/json", 400, "fingerprint"),
+    ("fingerprint with spaces", _body(fingerprint="a b"), "application/json", 400, "fingerprint"),
+    ("missing product", _body(product=_MISSING), "application/json", 400, "product"),
+    ("product is a list", _body(product=["x"]), "application/json", 400, "product"),
+    ("missing version", _body(version=_MISSING), "application/json", 400, "version"),
+    ("malformed version", _body(version="16.3"), "application/json", 400, "version"),
+    ("version is a number", _body(version=16.3), "application/json", 400, "version"),
+    ("hostname with a tab", _body(hostname="a\tb"), "application/json", 400, "hostname"),
+    ("hostname too long", _body(hostname="h" * 254), "application/json", 400, "hostname"),
+    ("addons not a list", _body(addons="eas"), "application/json", 400, "addons"),
+    ("addon of wrong type", _body(addons=[1]), "application/json", 400, "addons"),
+    ("too many addons", _body(addons=["a"] * 33), "application/json", 400, "addons"),
+    ("nonce is an object", _body(nonce={"a": 1}), "application/json", 400, "nonce"),
+    ("body over 8 KiB", _body(padding="x" * 9000), "application/json", 413, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "raw", "content_type", "status", "field"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES]
+)
+async def test_bad_activation_input_is_a_problem_and_stores_nothing(
+    public_client: Client,
+    admin_client: Client,
+    admin_headers: dict[str, str],
+    resources: Resources,
+    case: str,
+    raw: bytes,
+    content_type: str,
+    status: int,
+    field: str | None,
+) -> None:
+    await create_license(admin_client, admin_headers, key=GOOD_KEY)
+    response = await public_client.post(
+        "/v1/activations", data=raw, headers={"Content-Type": content_type}
+    )
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    problem = await response.json(content_type=None)
+    assert problem["status"] == status
+    assert problem["detail"]
+    if field is not None:
+        assert problem["field"] == field
+    assert await resources.store.installations(GOOD_KEY) == []
+    streams = resources.layout.streams()
+    assert sum([await resources.redis.xlen(stream) for stream in streams]) == 0
+
+
+async def test_chunked_oversized_body_is_413(public_client: Client) -> None:
+    async def chunks() -> Any:
+        for _ in range(20):
+            yield b"x" * 1024
+
+    response = await public_client.post(
+        "/v1/activations", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 413
+    assert response.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/activations", 405), ("POST", "/v1/nothing-here", 404), ("PUT", "/healthz", 405)],
+)
+async def test_unknown_routes_and_methods_are_problems(
+    public_client: Client, method: str, path: str, status: int
+) -> None:
+    response = await public_client.request(method, path)
+    assert response.status == status
+    assert response.content_type == "application/problem+json"
+
+
+async def test_bad_deactivation_input_is_a_problem(public_client: Client) -> None:
+    response = await public_client.post("/v1/deactivations", json={"license_key": GOOD_KEY})
+    assert response.status == 400
+    assert (await response.json(content_type=None))["field"] == "fingerprint"
+    response = await public_client.post(
+        "/v1/deactivations", json={"license_key": GOOD_KEY, "fingerprint": "server-a"}
+    )
+    assert response.status == 404

@@ -1,0 +1,180 @@
+"""Signatures, rate limits, Redis outages and the cache (SPEC §5, §9; R16, R17)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.exceptions import InvalidSignature
+
+from activation.api.app import create_public_app
+from activation.config import RateLimits, Settings
+from activation.runtime import Resources, open_resources
+from activation.store.redis_store import ActivationRequest, Recorded
+from tests.integration.helpers import (
+    Client,
+    activate,
+    activation_body,
+    create_license,
+    verify_signature,
+)
+
+
+async def test_answers_are_signed_with_the_published_key(
+    public_client: Client, admin_client: Client, admin_headers: dict[str, str]
+) -> None:
+    created = await create_license(admin_client, admin_headers)
+    published = await (await public_client.get("/v1/signing-key")).json()
+    assert published["algorithm"] == "ed25519"
+    assert "BEGIN PUBLIC KEY" in published["pem"]
+    for key in (created["key"], "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"):
+        response = await public_client.post("/v1/activations", json=activation_body(key))
+        body = await response.read()
+        verify_signature(published["public_key"], body, response.headers["X-Signature"])
+        with pytest.raises(InvalidSignature):
+            verify_signature(
+                published["public_key"], body.replace(b'"valid":', b'"valid" :'),
+                response.headers["X-Signature"],
+            )
+
+
+async def test_postgres_is_read_only_on_cache_misses(
+    public_client: Client, admin_client: Client, admin_headers: dict[str, str],
+    resources: Resources,
+) -> None:
+    created = await create_license(admin_client, admin_headers)
+    await resources.store.forget_license(created["key"])
+    before = resources.registry.queries
+    for n in range(20):
+        await activate(public_client, created["key"], f"server-{n % 2}")
+    assert resources.registry.queries - before == 1
+    for _ in range(10):
+        await activate(public_client, "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")
+    assert resources.registry.queries - before == 2  # the unknown key is negatively cached
+
+
+async def test_admin_write_through_updates_the_cache(
+    public_client: Client, admin_client: Client, admin_headers: dict[str, str],
+    resources: Resources,
+) -> None:
+    """A key activated as unknown becomes known as soon as the license is imported."""
+    key = "KNOWN-LATER-IMPRT-EDKEY-22222"
+    assert (await activate(public_client, key))["code"] == "NOT_FOUND"
+    await create_license(admin_client, admin_headers, key=key)
+    assert (await activate(public_client, key))["code"] == "VALID"
+
+
+@pytest.fixture
+def limited_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(
+        settings,
+        rate_limits=RateLimits(ip_per_minute=0, key_per_minute=3, not_found_per_minute=4),
+    )
+
+
+async def _client(settings: Settings, aiohttp_client: Any) -> tuple[Any, Any]:
+    context = open_resources(settings)
+    resources = await context.__aenter__()
+    client = await aiohttp_client(create_public_app(resources))
+    return client, context
+
+
+async def test_rate_limits_per_key_and_unknown_keys(
+    limited_settings: Settings, aiohttp_client: Any,
+    admin_client: Client, admin_headers: dict[str, str],
+) -> None:
+    created = await create_license(admin_client, admin_headers)
+    client, context = await _client(limited_settings, aiohttp_client)
+    try:
+        statuses = []
+        for _ in range(5):
+            response = await client.post("/v1/activations", json=activation_body(created["key"]))
+            statuses.append(response.status)
+        assert statuses == [200, 200, 200, 429, 429]
+        assert int(response.headers["Retry-After"]) >= 1
+        assert response.content_type == "application/problem+json"
+        unknown = []
+        for n in range(6):
+            body = activation_body(f"UNKNO-WNKEY-FLOOD-{n:05d}-22222")
+            unknown.append((await client.post("/v1/activations", json=body)).status)
+        assert unknown == [200, 200, 200, 200, 429, 429]
+    finally:
+        await context.__aexit__(None, None, None)
+
+
+async def test_rate_limit_per_client_address(
+    settings: Settings, aiohttp_client: Any
+) -> None:
+    limited = dataclasses.replace(settings, rate_limits=RateLimits(ip_per_minute=2))
+    client, context = await _client(limited, aiohttp_client)
+    try:
+        body = activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")
+        statuses = [(await client.post("/v1/activations", json=body)).status for _ in range(3)]
+        assert statuses == [200, 200, 429]
+    finally:
+        await context.__aexit__(None, None, None)
+
+
+async def test_redis_down_is_503_with_retry_after(settings: Settings, resources: Resources) -> None:
+    unreachable = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
+    async with open_resources(unreachable) as broken, TestClient(
+        TestServer(create_public_app(broken))
+    ) as client:
+        response = await client.post(
+            "/v1/activations", json=activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")
+        )
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "2"
+        assert response.content_type == "application/problem+json"
+        assert (await client.get("/readyz")).status == 503
+
+
+async def test_disable_is_seen_by_every_process_R17(
+    settings: Settings, admin_client: Client, admin_headers: dict[str, str],
+    public_client: Client,
+) -> None:
+    """A second, independent API process (own pools, own caches) answers DISABLED at once."""
+    created = await create_license(admin_client, admin_headers)
+    async with open_resources(settings) as other, TestClient(
+        TestServer(create_public_app(other))
+    ) as second:
+        for client in (public_client, second):
+            assert (await activate(client, created["key"]))["code"] == "VALID"
+        response = await admin_client.post(
+            f"/admin/v1/licenses/{created['key']}/disable", json={"reason": "fraud"},
+            headers=admin_headers,
+        )
+        assert response.status == 200
+        for client in (public_client, second):
+            answer = orjson.loads(
+                await (await client.post(
+                    "/v1/activations", json=activation_body(created["key"])
+                )).read()
+            )
+            assert answer["code"] == "DISABLED"
+
+
+async def test_leak_counter_counts_distinct_recent_servers_R16(
+    public_client: Client, admin_client: Client, admin_headers: dict[str, str],
+    resources: Resources,
+) -> None:
+    """The script reports the distinct servers of the last 24 h and puts it in the event."""
+    created = await create_license(admin_client, admin_headers)
+    for n in range(6):
+        await activate(public_client, created["key"], f"leaked-{n}")
+    now = await resources.clock.now()
+    request = ActivationRequest(created["key"], "leaked-6", "leaked-6.example.com", "16.3.6989",
+                                "127.0.0.1", "event-7")
+    outcome = await resources.store.activate(request, now)
+    assert isinstance(outcome, Recorded)
+    assert (outcome.seen_recently, outcome.servers_active) == (7, 7)
+    stream = resources.layout.for_license(created["key"], 0).stream
+    last = (await resources.redis.xrevrange(stream, count=1))[0][1]
+    assert (last[b"id"], last[b"recent"], last[b"fp"]) == (b"event-7", b"7", b"leaked-6")
+    installations = await resources.store.installations(created["key"])
+    assert {row["hostname"] for row in installations} == {
+        f"leaked-{n}.example.com" for n in range(7)
+    }
