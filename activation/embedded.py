@@ -4,7 +4,9 @@ machine without those services. Both are PyPI packages that ship the server bina
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,13 @@ def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Yield a postgresql:// URL of a server that stops when the block ends."""
-    import pgserver
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver
 
-    server: Any = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+        server: Any = pgserver.get_server(str(data_dir), cleanup_mode="stop")
     try:
         yield str(server.get_uri())
     finally:

@@ -174,12 +174,15 @@ async def test_addons(admin_client: Client, admin_headers: Headers, resources: R
     assert added.status == 201
     assert (await added.json())["addons"] == ["ews"]
     cached = await resources.redis.hget(resources.layout.for_license(key, 0).license, "doc")
+    assert isinstance(cached, bytes)
     assert b'"ews"' in cached
     twice = await admin_client.post(
         f"/admin/v1/licenses/{key}/addons", json={"name": "ews"}, headers=admin_headers
     )
     assert twice.status == 409
-    removed = await admin_client.delete(f"/admin/v1/licenses/{key}/addons/ews", headers=admin_headers)
+    removed = await admin_client.delete(
+        f"/admin/v1/licenses/{key}/addons/ews", headers=admin_headers
+    )
     assert (await removed.json())["addons"] == []
     gone = await admin_client.delete(f"/admin/v1/licenses/{key}/addons/ews", headers=admin_headers)
     assert gone.status == 404

@@ -1,0 +1,801 @@
+"""`make bench`: activations per second against a bare aiohttp endpoint, same machine, same run.
+
+    .venv/bin/python bench/run.py [--duration 10] [--connections 64] [--processes 1,2]
+                                  [--licenses 10000]
+
+Per process count it starts `activation-server serve --processes N` on real PostgreSQL and
+Redis with `--licenses` perpetual licenses (a fresh database `lic_bench_<random>` and a fresh
+Redis key prefix), and `bench/bare.py --processes N` (constant JSON answer), primes the Redis
+cache with one request per license and server, warms both up, then runs `wrk -t1
+-c<connections> -d<duration>s --latency` interleaved (bare, activations) x `--runs` and takes
+medians. Latency at half load: `wrk2 -R` when the OS has it, else bench/openloop.py at half of
+the measured activation peak. Prints a table and writes build/bench.json; stops the servers,
+drops the database and deletes the Redis keys of its prefix in every case.
+
+Environment: BENCH_POSTGRES_URL (an admin connection, default
+postgresql://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL (default REDIS_URL or
+redis://127.0.0.1:6379/0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+BUILD = ROOT / "build"
+VENV_BIN = Path(sys.executable).parent
+KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+PRODUCT = "smartermail"
+VERSION = "16.3.6989"
+SECOND_SERVER_SHARE = 0.05
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+def ensure_tool(binary: str, package: str) -> str | None:
+    """The path of `binary`, installing `package` with apt-get when missing (None if impossible)."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        return None
+    command = ["apt-get", "install", "-y", "-q", package]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            return None
+        command = ["sudo", "-n", *command]
+    say(f"{binary} not found: running {' '.join(command)}")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        update = [*command[: command.index("apt-get")], "apt-get", "update", "-q"]
+        say(f"install failed, running {' '.join(update)} first")
+        subprocess.run(update, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            say(f"apt-get install {package} failed:\n{result.stderr.strip()[-2000:]}")
+            return None
+    return shutil.which(binary)
+
+
+def apt_candidate(package: str) -> bool:
+    """True when apt knows an installable version of `package`."""
+    if shutil.which("apt-cache") is None:
+        return False
+    result = subprocess.run(
+        ["apt-cache", "policy", package], capture_output=True, text=True, timeout=60
+    )
+    match = re.search(r"Candidate:\s*(\S+)", result.stdout)
+    return bool(match and match.group(1) != "(none)")
+
+
+@dataclass
+class WrkResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: dict[str, int]
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def parse_duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if match is None:
+        raise ValueError(f"unrecognised wrk duration {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Requests/s, p50/p99 (`--latency`), non-2xx and socket errors from wrk or wrk2 output."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    if rps is None:
+        raise ValueError(f"no Requests/sec in wrk output:\n{output}")
+    percentiles: dict[str, float] = {}
+    for match in re.finditer(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+(?:us|ms|s|m|h))\s*$", output, re.M):
+        percentiles.setdefault(match.group(1), parse_duration_ms(match.group(2)))
+    if "50" not in percentiles or "99" not in percentiles:
+        raise ValueError(f"no latency distribution in wrk output (--latency?):\n{output}")
+    total = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    socket_errors = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True))
+        if errors
+        else {}
+    )
+    return WrkResult(
+        requests_per_second=float(rps.group(1)),
+        p50_ms=percentiles["50"],
+        p99_ms=percentiles["99"],
+        requests=int(total.group(1)) if total else 0,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=socket_errors,
+    )
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    bodies_lua: Path,
+    *,
+    connections: int,
+    duration: float,
+    rate: float | None = None,
+) -> WrkResult:
+    command = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        str(BENCH / "activations.lua"),
+    ]
+    if rate is not None:
+        command.insert(1, f"-R{round(rate)}")
+    command += [url, "--", str(bodies_lua)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return parse_wrk(result.stdout)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Fixture:
+    """The licenses' keys and each license's servers (fingerprint, hostname)."""
+
+    licenses: list[tuple[str, list[tuple[str, str]]]]
+
+    @property
+    def servers(self) -> int:
+        return sum(len(servers) for _, servers in self.licenses)
+
+
+def make_fixture(count: int, rng: random.Random) -> Fixture:
+    keys: set[str] = set()
+    while len(keys) < count:
+        chars = "".join(rng.choice(KEY_ALPHABET) for _ in range(25))
+        keys.add("-".join(chars[i : i + 5] for i in range(0, 25, 5)))
+    licenses = []
+    for number, key in enumerate(sorted(keys)):
+        server_count = 2 if rng.random() < SECOND_SERVER_SHARE else 1
+        servers = [
+            (f"{rng.getrandbits(160):040x}", f"mail{n + 1}.customer{number}.example.com")
+            for n in range(server_count)
+        ]
+        licenses.append((key, servers))
+    return Fixture(licenses)
+
+
+def activation_body(key: str, fingerprint: str, hostname: str, rng: random.Random) -> str:
+    return json.dumps(
+        {
+            "license_key": key,
+            "fingerprint": fingerprint,
+            "hostname": hostname,
+            "product": PRODUCT,
+            "version": VERSION,
+            "addons": ["eas"],
+            "nonce": f"{rng.getrandbits(64):016x}",
+        },
+        separators=(",", ":"),
+    )
+
+
+def lua_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def write_bodies(fixture: Fixture, directory: Path, rng: random.Random) -> tuple[Path, Path]:
+    """bodies.lua for wrk (chunked: LuaJIT caps constants per function) and bodies.json."""
+    bodies = [
+        [activation_body(key, fingerprint, hostname, rng) for fingerprint, hostname in servers]
+        for key, servers in fixture.licenses
+    ]
+    lines = [
+        "-- generated by bench/run.py: one entry per license, its servers' bodies",
+        "local t = {}",
+    ]
+    for start in range(0, len(bodies), 2000):
+        lines.append("(function() for _, s in ipairs({")
+        for servers in bodies[start : start + 2000]:
+            lines.append("{" + ", ".join(lua_string(body) for body in servers) + "},")
+        lines.append("}) do t[#t + 1] = s end end)()")
+    lines.append("return t")
+    lua_path = directory / "bodies.lua"
+    lua_path.write_text("\n".join(lines) + "\n")
+    json_path = directory / "bodies.json"
+    json_path.write_text(json.dumps(bodies))
+    return lua_path, json_path
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def create_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def seed(database_url: str, fixture: Fixture) -> None:
+    today = dt.date.today()
+    connection = await asyncpg.connect(database_url, timeout=10)
+    try:
+        async with connection.transaction():
+            customer_id = await connection.fetchval(
+                "INSERT INTO customers (name, email) VALUES ($1, $2) RETURNING id",
+                "Bench Hosting Ltd",
+                "ops@bench.example.com",
+            )
+            # One statement for all licenses: the keys come in as one array.
+            await connection.execute(
+                """
+                INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on,
+                                      ms_covered_through, limits)
+                SELECT k, $2, $3, 'perpetual', 'enterprise', $4, $5, '{"mailboxes": 250}'
+                FROM unnest($1::text[]) AS k
+                """,
+                [key for key, _ in fixture.licenses],
+                customer_id,
+                PRODUCT,
+                today - dt.timedelta(days=200),
+                today + dt.timedelta(days=5 * 365),
+            )
+            await connection.execute(
+                "INSERT INTO license_addons (license_key, name, added_on) "
+                "SELECT key, 'eas', purchased_on FROM licenses"
+            )
+            await connection.executemany(
+                "INSERT INTO releases (product, major, minor, build, released_on) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                [
+                    (PRODUCT, 16, 2, 6900, today - dt.timedelta(days=120)),
+                    (PRODUCT, 16, 3, 6989, today - dt.timedelta(days=30)),
+                ],
+            )
+        count = await connection.fetchval("SELECT count(*) FROM licenses")
+        if count != len(fixture.licenses):
+            raise RuntimeError(f"seeded {count} licenses, expected {len(fixture.licenses)}")
+    finally:
+        await connection.close()
+
+
+def delete_redis_prefix(redis_url: str, prefix: str) -> int:
+    client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.delete(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(client.delete(*batch))
+    finally:
+        client.close()
+    return deleted
+
+
+def write_signing_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ready_url: str
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def start_server(
+    name: str, command: Sequence[str], env: dict[str, str], workdir: Path, ready_url: str
+) -> Server:
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            list(command),
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Server(name, process, log_path, ready_url)
+
+
+async def wait_ready(server: Server, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(
+                    f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
+                )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                async with session.get(server.ready_url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{server.name} not ready after {limit_s:.0f} s:\n{server.log_tail()}")
+
+
+def stop_server(server: Server, timeout: float = 10.0) -> None:
+    """SIGTERM to the server's process group (it and its children), then SIGKILL."""
+    process = server.process
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{server.name} ignored SIGTERM for {timeout:.0f} s: killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+    # Children of a multi-process server may outlive their parent for a moment.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def prime(url: str, bodies: list[list[str]], concurrency: int = 32) -> Counter[str]:
+    """One request per license and server: loads every license into the Redis cache and
+    records every installation. Returns the count of each answer code (or HTTP status)."""
+    codes: Counter[str] = Counter()
+    work = [body for servers in bodies for body in servers]
+    position = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal position
+        while position < len(work):
+            body = work[position]
+            position += 1
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as response:
+                if response.status == 200:
+                    codes[str((await response.json()).get("code"))] += 1
+                else:
+                    codes[f"HTTP {response.status}"] += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return codes
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Summary:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def summarise(results: list[WrkResult]) -> Summary:
+    return Summary(
+        requests_per_second=round(statistics.median(r.requests_per_second for r in results), 1),
+        p50_ms=round(statistics.median(r.p50_ms for r in results), 3),
+        p99_ms=round(statistics.median(r.p99_ms for r in results), 3),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sum(sum(r.socket_errors.values()) for r in results),
+        runs=[asdict(r) for r in results],
+    )
+
+
+def half_load(
+    url: str,
+    rate: float,
+    args: argparse.Namespace,
+    bodies_lua: Path,
+    bodies_json: Path,
+    wrk2: str | None,
+) -> dict[str, Any]:
+    if wrk2 is not None:
+        result = run_wrk(
+            wrk2, url, bodies_lua, connections=args.connections, duration=args.duration, rate=rate
+        )
+        return {
+            "tool": "wrk2 -R (open loop, fixed rate)",
+            "target_rate": round(rate, 1),
+            "achieved_rate": result.requests_per_second,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "non_2xx": result.non_2xx,
+            "socket_errors": result.socket_errors,
+        }
+    command = [
+        sys.executable,
+        str(BENCH / "openloop.py"),
+        "--url",
+        url,
+        "--rate",
+        f"{rate:.1f}",
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        "1",
+        "--connections",
+        str(args.connections),
+        "--bodies",
+        str(bodies_json),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=args.duration + 60)
+    if result.returncode != 0:
+        raise RuntimeError(f"openloop.py failed:\n{result.stdout}\n{result.stderr}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def bench_processes(
+    processes: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    workdir: Path,
+    wrk: str,
+    wrk2: str | None,
+    bodies_lua: Path,
+    bodies_json: Path,
+    bodies: list[list[str]],
+) -> dict[str, Any]:
+    public_port, admin_port, bare_port = free_port(), free_port(), free_port()
+    activation_url = f"http://127.0.0.1:{public_port}/v1/activations"
+    bare_url = f"http://127.0.0.1:{bare_port}/v1/activations"
+    servers: list[Server] = []
+    try:
+        servers.append(
+            start_server(
+                f"activation-server-p{processes}",
+                [
+                    str(VENV_BIN / "activation-server"),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--public-port",
+                    str(public_port),
+                    "--admin-port",
+                    str(admin_port),
+                    "--processes",
+                    str(processes),
+                ],
+                env,
+                workdir,
+                f"http://127.0.0.1:{public_port}/readyz",
+            )
+        )
+        servers.append(
+            start_server(
+                f"bare-p{processes}",
+                [
+                    sys.executable,
+                    str(BENCH / "bare.py"),
+                    "--port",
+                    str(bare_port),
+                    "--processes",
+                    str(processes),
+                ],
+                env,
+                workdir,
+                f"http://127.0.0.1:{bare_port}/readyz",
+            )
+        )
+        for server in servers:
+            asyncio.run(wait_ready(server))
+        say(
+            f"{processes} process(es): servers ready (activations :{public_port}, "
+            f"bare :{bare_port}); priming the cache with {sum(map(len, bodies))} requests"
+        )
+        started = time.monotonic()
+        codes = asyncio.run(prime(activation_url, bodies))
+        say(f"primed in {time.monotonic() - started:.1f} s: {dict(codes)}")
+        for url in (bare_url, activation_url):
+            run_wrk(wrk, url, bodies_lua, connections=args.connections, duration=args.warmup)
+        bare_runs: list[WrkResult] = []
+        activation_runs: list[WrkResult] = []
+        for run in range(args.runs):
+            for label, url, results in (
+                ("bare", bare_url, bare_runs),
+                ("activations", activation_url, activation_runs),
+            ):
+                result = run_wrk(
+                    wrk, url, bodies_lua, connections=args.connections, duration=args.duration
+                )
+                results.append(result)
+                say(
+                    f"  run {run + 1}/{args.runs} {label:<11} {result.requests_per_second:>9.1f}"
+                    f" req/s  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms"
+                    f"  non-2xx {result.non_2xx}"
+                )
+        bare = summarise(bare_runs)
+        activations = summarise(activation_runs)
+        rate = activations.requests_per_second / 2
+        say(f"  half load: {rate:.0f} req/s of activations for {args.duration} s")
+        half = half_load(activation_url, rate, args, bodies_lua, bodies_json, wrk2)
+        say(
+            f"  half load: p50 {half['p50_ms']} ms  p99 {half['p99_ms']} ms "
+            f"(achieved {half['achieved_rate']} req/s)"
+        )
+        for server in servers:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"{server.name} died during the run:\n{server.log_tail()}")
+        return {
+            "processes": processes,
+            "bare": asdict(bare),
+            "activations": asdict(activations),
+            "ratio": round(activations.requests_per_second / bare.requests_per_second, 3),
+            "half_load": half,
+            "prime_codes": dict(codes),
+        }
+    finally:
+        for server in servers:
+            stop_server(server)
+
+
+def machine_info(redis_url: str, wrk: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(redis_url, socket_timeout=5)
+        server_info = client.info("server")
+        info["redis_server"] = server_info.get("redis_version")
+        persistence = client.info("persistence")
+        info["redis_aof"] = bool(persistence.get("aof_enabled"))
+        client.close()
+    info["redis_py"] = redis.__version__
+    version = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
+    info["wrk"] = (version.stdout or version.stderr).splitlines()[0].strip()
+    return info
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'procs':>5} | {'bare req/s':>10} {'p50':>7} {'p99':>7} | {'activ. req/s':>12} "
+        f"{'p50':>7} {'p99':>7} | {'ratio':>5} | {'half-load rate':>14} {'p50':>7} {'p99':>7}"
+        f" | {'non-2xx':>7}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for row in results:
+        bare, act, half = row["bare"], row["activations"], row["half_load"]
+        non_2xx = bare["non_2xx"] + act["non_2xx"] + int(half.get("non_2xx", 0))
+        print(
+            f"{row['processes']:>5} | {bare['requests_per_second']:>10.0f} {bare['p50_ms']:>5.2f}ms"
+            f" {bare['p99_ms']:>5.2f}ms | {act['requests_per_second']:>12.0f}"
+            f" {act['p50_ms']:>5.2f}ms {act['p99_ms']:>5.2f}ms | {row['ratio']:>5.2f} |"
+            f" {half['achieved_rate']:>14.0f} {half['p50_ms']:>5.2f}ms {half['p99_ms']:>5.2f}ms"
+            f" | {non_2xx:>7}"
+        )
+    print()
+
+
+@contextlib.contextmanager
+def step(label: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:  # cleanup must go on after one failed step
+        say(f"cleanup: {label} failed: {error}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--processes", default="1,2", help="comma-separated process counts")
+    parser.add_argument("--licenses", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs per endpoint")
+    parser.add_argument("--warmup", type=float, default=2.0, help="wrk warm-up seconds")
+    parser.add_argument("--output", type=Path, default=BUILD / "bench.json")
+    parser.add_argument("--seed", type=int, help="random seed of the generated data")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))  # run the finally blocks
+    process_counts = [int(n) for n in args.processes.split(",") if n.strip()]
+    if not process_counts or min(process_counts) < 1 or args.licenses < 1 or args.runs < 1:
+        parser.error("--processes, --licenses and --runs need positive values")
+
+    wrk = ensure_tool("wrk", "wrk")
+    if wrk is None:
+        say("wrk is not available and could not be installed")
+        return 2
+    wrk2 = shutil.which("wrk2")
+    if wrk2 is None and apt_candidate("wrk2"):
+        wrk2 = ensure_tool("wrk2", "wrk2")
+    say(f"load generator: {wrk}; half-load: {wrk2 or 'bench/openloop.py (no wrk2 package)'}")
+
+    admin_url = os.environ.get(
+        "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    redis_url = os.environ.get(
+        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    token = secrets.token_hex(4)
+    database = f"lic_bench_{token}"
+    prefix = f"lic_bench_{token}"
+    database_url = with_database(admin_url, database)
+    rng = random.Random(args.seed)
+    results: list[dict[str, Any]] = []
+    created = False
+    workdir = Path(tempfile.mkdtemp(prefix="lic-bench-"))
+    try:
+        say(f"creating database {database}, Redis prefix {prefix}")
+        asyncio.run(create_database(admin_url, database))
+        created = True
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RATE_LIMIT_", "TEST_"))},
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "REDIS_PREFIX": prefix,
+            "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
+            "RATE_LIMIT_IP_PER_MINUTE": "0",
+            "RATE_LIMIT_KEY_PER_MINUTE": "0",
+            "RATE_LIMIT_NOT_FOUND_PER_MINUTE": "0",
+            "DEV": "0",
+            "TEST_CLOCK": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        write_signing_key(workdir / "signing.pem")
+        migrate = subprocess.run(
+            [str(VENV_BIN / "activation-server"), "migrate"],
+            env=env,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+        fixture = make_fixture(args.licenses, rng)
+        started = time.monotonic()
+        asyncio.run(seed(database_url, fixture))
+        say(
+            f"seeded {args.licenses} licenses ({fixture.servers} servers) and 2 releases "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+        bodies_lua, bodies_json = write_bodies(fixture, workdir, rng)
+        bodies: list[list[str]] = json.loads(bodies_json.read_text())
+        for processes in process_counts:
+            results.append(
+                bench_processes(
+                    processes, args, env, workdir, wrk, wrk2, bodies_lua, bodies_json, bodies
+                )
+            )
+        report = {
+            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": machine_info(redis_url, wrk),
+            "settings": {
+                "duration_s": args.duration,
+                "connections": args.connections,
+                "wrk_threads": 1,
+                "runs": args.runs,
+                "warmup_s": args.warmup,
+                "licenses": args.licenses,
+                "servers": fixture.servers,
+                "statistic": "median of interleaved runs",
+            },
+            "results": results,
+        }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        print_table(results)
+        say(f"wrote {args.output}")
+        failures = [
+            row["processes"]
+            for row in results
+            if row["bare"]["non_2xx"]
+            or row["activations"]["non_2xx"]
+            or row["half_load"].get("non_2xx")
+        ]
+        if failures:
+            say(f"non-2xx answers with {failures} process(es): see {args.output}")
+            return 1
+        return 0
+    finally:
+        with step("redis keys"):
+            say(f"deleted {delete_redis_prefix(redis_url, prefix)} Redis keys of {prefix}:*")
+        if created:
+            with step("drop database"):
+                asyncio.run(drop_database(admin_url, database))
+                say(f"dropped database {database}")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
