@@ -31,8 +31,9 @@ log = logging.getLogger("activation")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="activation-server", description=__doc__)
-    parser.add_argument("command", nargs="?", default="serve",
-                        choices=["serve", "migrate", "rebuild-cache"])
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "migrate", "rebuild-cache"]
+    )
     parser.add_argument("--host", help="address to bind (default HOST or 127.0.0.1)")
     parser.add_argument("--public-port", type=int, help="public API port (default 8080)")
     parser.add_argument("--admin-port", type=int, help="admin API and console port (default 8081)")
@@ -128,7 +129,10 @@ async def _serve(settings: Settings, *, reuse_port: bool) -> None:
         gc.set_threshold(50_000, 50, 100)
         log.info(
             "serving public API on http://%s:%d and admin on http://%s:%d",
-            settings.host, settings.public_port, settings.host, settings.admin_port,
+            settings.host,
+            settings.public_port,
+            settings.host,
+            settings.admin_port,
         )
         await stop.wait()
         for runner in runners:

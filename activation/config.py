@@ -49,6 +49,7 @@ class Settings:
     dev: bool = False
     answer_valid_days: int = 7
     negative_cache_seconds: int = 60
+    hot_redis_client: str = "lean"
 
     @property
     def grace(self) -> timedelta:
@@ -63,7 +64,9 @@ class Settings:
         return (self.redis_url or "").startswith("redis+cluster://")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None
+    ) -> Settings:
         env = dict(read_env_file(env_file or Path(".env")))
         env.update(os.environ if environ is None else environ)
         reader = _Reader(env)
@@ -93,6 +96,7 @@ class Settings:
             public_port=reader.integer("PUBLIC_PORT", 8080, minimum=0),
             admin_port=reader.integer("ADMIN_PORT", 8081, minimum=0),
             dev=reader.flag("DEV"),
+            hot_redis_client=reader.choice("REDIS_HOT_CLIENT", ("lean", "redis-py"), "lean"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -128,6 +132,12 @@ class _Reader:
         if value in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(name) or default
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         raw = self.text(name)

@@ -31,8 +31,9 @@ INSERT INTO customers (id, name, email, phone) VALUES
     (2, 'Globex Help Desk', 'ops@globex.example', '+1 555 0199')
 ON CONFLICT (id) DO NOTHING;
 SELECT setval('customers_id_seq', GREATEST((SELECT max(id) FROM customers), 1));
-INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on, ms_covered_through,
-                      failover, max_servers, major_version, limits, lease_ends_on, trial_days) VALUES
+INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on,
+                      ms_covered_through, failover, max_servers, major_version, limits,
+                      lease_ends_on, trial_days) VALUES
     ('DEMO2-SMART-MAIL2-ENTER-PRISE', 1, 'smartermail', 'perpetual', 'enterprise',
      CURRENT_DATE - 100, CURRENT_DATE + 264, false, 1, NULL, '{"mailboxes": 250}', NULL, 30),
     ('DEMO2-LAPSE-DMS22-EXPRD-22222', 1, 'smartermail', 'perpetual', 'professional',
@@ -118,7 +119,8 @@ Activate the demo key:
   curl -s -X POST {public}/v1/activations -H 'Content-Type: application/json' \\
        -d '{body}'
 Read it back:
-  curl -s {admin}/admin/v1/licenses/{DEMO_KEY} -H 'Authorization: Bearer {settings.admin_bootstrap_token}'
+  curl -s {admin}/admin/v1/licenses/{DEMO_KEY} \\
+       -H 'Authorization: Bearer {settings.admin_bootstrap_token}'
 """,
         flush=True,
     )

@@ -27,7 +27,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         warnings.simplefilter("ignore")
         import pgserver
 
-        server: Any = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+        server: Any = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     try:
         yield str(server.get_uri())
     finally:

@@ -18,7 +18,8 @@ from activation.api.signing import Signer, load_signer
 from activation.clock import Clock, RedisTestClock, SystemClock
 from activation.config import Settings
 from activation.store.keys import KeyLayout
-from activation.store.redis_store import ActivationStore, Limits
+from activation.store.lean_redis import LeanScriptClient
+from activation.store.redis_store import ACTIVATE_SCRIPT, ActivationStore, Limits
 from activation.store.registry import LicenseRegistry, ReleaseCatalog
 from metrics import ApiMetrics
 
@@ -61,6 +62,7 @@ async def open_resources(
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (activation-dev sets them)")
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
     redis = connect_redis(settings.redis_url)
+    hot_client: LeanScriptClient | None = None
     try:
         layout = KeyLayout(settings.redis_prefix, settings.stream_shards, settings.redis_cluster)
         registry = LicenseRegistry(pool)
@@ -71,7 +73,9 @@ async def open_resources(
             active_window_seconds=settings.active_window_days * 86_400,
             negative_ttl_seconds=settings.negative_cache_seconds,
         )
-        store = ActivationStore(redis, layout, limits, registry.load_license)
+        if settings.hot_redis_client == "lean" and not settings.redis_cluster:
+            hot_client = LeanScriptClient(settings.redis_url, ACTIVATE_SCRIPT)
+        store = ActivationStore(redis, layout, limits, registry.load_license, hot_client)
         clock: Clock = RedisTestClock(redis, layout.clock) if settings.test_clock else SystemClock()
         releases = ReleaseCatalog(registry)
         signer = load_signer(settings.signing_key_file, generate=settings.dev)
@@ -89,5 +93,7 @@ async def open_resources(
                 metrics=metrics or ApiMetrics(),
             )
     finally:
+        if hot_client is not None:
+            await hot_client.aclose()
         await redis.aclose()
         await pool.close()

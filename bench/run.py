@@ -241,7 +241,7 @@ def write_bodies(fixture: Fixture, directory: Path, rng: random.Random) -> tuple
         "local t = {}",
     ]
     for start in range(0, len(bodies), 2000):
-        lines.append("(function() for _, s in ipairs({")
+        lines.append(";(function() for _, s in ipairs({")
         for servers in bodies[start : start + 2000]:
             lines.append("{" + ", ".join(lua_string(body) for body in servers) + "},")
         lines.append("}) do t[#t + 1] = s end end)()")

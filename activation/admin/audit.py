@@ -68,5 +68,5 @@ routes = web.RouteTableDef()
 @requires(Role.VIEWER)
 async def list_audit(request: web.Request) -> web.Response:
     limit = parsing.query_limit(request)
-    items = await entries(resources_of(request).pool, request.query.get("target"), limit)
+    items = await entries(resources_of(request).pool, parsing.query_text(request, "target"), limit)
     return render({"items": items})

@@ -6,6 +6,7 @@ audited and, after the commit, written through to the Redis cache.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 PROGRESS_EVERY = 500
+CACHE_BATCH = 100  # concurrent cache write-throughs after the commit
 
 
 async def import_rows(request: web.Request) -> list[Mapping[str, Any]]:
@@ -37,7 +39,10 @@ async def import_rows(request: web.Request) -> list[Mapping[str, Any]]:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise bad_field("body", "CSV must be UTF-8") from None
-        return list(csv.DictReader(io.StringIO(text)))
+        try:
+            return list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as error:
+            raise bad_field("body", f"CSV: {error}") from None
     body = await p.json_body(request)
     rows = body.get("licenses")
     if not isinstance(rows, list):
@@ -79,8 +84,9 @@ async def import_licenses(request: web.Request) -> web.Response:
     who, at = actor(request), await now(request)
     async with resources.pool.acquire() as conn, conn.transaction():
         imported, failed = await import_all(conn, rows, csv_input=_is_csv(request), who=who, at=at)
-    for license in imported:
-        await resources.store.put_license(license)
+    for start in range(0, len(imported), CACHE_BATCH):
+        batch = imported[start : start + CACHE_BATCH]
+        await asyncio.gather(*(resources.store.put_license(license) for license in batch))
     log.info("import done: %d imported, %d failed", len(imported), len(failed))
     return render({"imported": len(imported), "failed": failed})
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from activation.admin import audit
 from activation.admin.auth import actor
+from activation.admin.license_input import KEY_RE
 from activation.admin.state import now, resources_of
 from activation.api.problems import ProblemError
 from activation.licensing.maintenance import ms_status
@@ -26,7 +27,11 @@ Change = Callable[[asyncpg.Connection, LicenseRecord, datetime], Awaitable[T]]
 
 
 def path_key(request: web.Request) -> str:
-    return request.match_info["key"].strip().upper()
+    """Keys are matched case-insensitively; anything not shaped like a key names no license."""
+    key = request.match_info["key"].strip().upper()
+    if not KEY_RE.match(key):
+        raise not_found(key)
+    return key
 
 
 def not_found(key: str) -> ProblemError:

@@ -16,6 +16,14 @@ Body = Mapping[str, Any]
 E = TypeVar("E", bound=StrEnum)
 
 MAX_TEXT = 500
+FIRST_YEAR, LAST_YEAR = 1970, 2999  # keeps date arithmetic (terms of months) in range
+
+
+def clean(field: str, value: str) -> str:
+    """PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database."""
+    if "\x00" in value:
+        raise bad_field(field, "must not contain NUL characters")
+    return value
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -38,7 +46,7 @@ def opt_text(body: Body, field: str, *, max_len: int = MAX_TEXT) -> str | None:
         return None
     if not isinstance(value, str):
         raise bad_field(field, "must be a string")
-    value = value.strip()
+    value = clean(field, value.strip())
     if len(value) > max_len:
         raise bad_field(field, f"must be at most {max_len} characters")
     return value or None
@@ -84,9 +92,12 @@ def parse_date(field: str, value: object) -> date:
     if not isinstance(value, str):
         raise bad_field(field, "must be a date string YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         raise bad_field(field, f"must be a date YYYY-MM-DD, got {value[:40]!r}") from None
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise bad_field(field, f"must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return parsed
 
 
 def opt_day(body: Body, field: str) -> date | None:
@@ -106,9 +117,12 @@ def moment(body: Body, field: str) -> datetime:
     if not isinstance(value, str):
         raise bad_field(field, "must be an ISO-8601 date-time string")
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise bad_field(field, f"must be an ISO-8601 date-time, got {value[:40]!r}") from None
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise bad_field(field, f"must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return parsed
 
 
 def choice(body: Body, field: str, enum: type[E]) -> E:
@@ -139,6 +153,15 @@ def counts(body: Body, field: str) -> dict[str, int]:
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 2**31:
             raise bad_field(field, f"{name[:40]!r} must be a whole number ≥ 0")
     return dict(value)
+
+
+def query_text(request: web.Request, name: str, *, max_len: int = MAX_TEXT) -> str | None:
+    value = request.query.get(name)
+    if value is None or not value.strip():
+        return None
+    if len(value) > max_len:
+        raise bad_field(name, f"must be at most {max_len} characters")
+    return clean(name, value.strip())
 
 
 def query_day(request: web.Request, name: str) -> date | None:

@@ -44,7 +44,7 @@ async def create_release(request: web.Request) -> web.Response:
 @routes.get("/admin/v1/releases")
 @requires(Role.VIEWER)
 async def list_releases(request: web.Request) -> web.Response:
-    product = request.query.get("product")
+    product = p.query_text(request, "product", max_len=100)
     async with resources_of(request).pool.acquire() as conn:
         items = await admin_store.list_releases(conn, product.lower() if product else None)
     return render({"items": items})

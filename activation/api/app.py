@@ -169,7 +169,9 @@ def _installation_state(recorded: Recorded | None) -> InstallationState | None:
 def _rate_limited(resources: Resources, outcome: RateLimited) -> ProblemError:
     resources.metrics.rate_limited.labels(outcome.limited_by).inc()
     error = ProblemError(
-        429, f"too many requests ({outcome.limited_by} limit); retry later", limit=outcome.limited_by
+        429,
+        f"too many requests ({outcome.limited_by} limit); retry later",
+        limit=outcome.limited_by,
     )
     error.headers = {"Retry-After": str(outcome.retry_after)}
     return error

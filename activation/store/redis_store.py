@@ -17,10 +17,11 @@ from redis.asyncio import Redis
 
 from activation.licensing.model import CaseStage, License
 from activation.store.keys import KeyLayout
+from activation.store.lean_redis import LeanScriptClient
 
 LicenseLoader = Callable[[str], Awaitable[License | None]]
 
-_SCRIPT = (resources.files("activation.store") / "activate.lua").read_text()
+ACTIVATE_SCRIPT = (resources.files("activation.store") / "activate.lua").read_text()
 _PARSED_CACHE_LIMIT = 20_000
 
 
@@ -78,13 +79,21 @@ class Limits:
 
 class ActivationStore:
     def __init__(
-        self, redis: Redis, layout: KeyLayout, limits: Limits, loader: LicenseLoader
+        self,
+        redis: Redis,
+        layout: KeyLayout,
+        limits: Limits,
+        loader: LicenseLoader,
+        hot_client: LeanScriptClient | None = None,
     ) -> None:
+        """`hot_client` runs the activation script when given (see lean_redis.py); redis-py
+        runs it otherwise (Redis Cluster) and serves every other command."""
         self._redis = redis
         self._layout = layout
         self._limits = limits
         self._loader = loader
-        self._script = redis.register_script(_SCRIPT)
+        self._script = redis.register_script(ACTIVATE_SCRIPT)
+        self._hot = hot_client
         self._parsed: dict[bytes, License] = {}
         self.cache_misses = 0
 
@@ -142,7 +151,10 @@ class ActivationStore:
 
     async def _call(self, keys: list[str], args: list[Any]) -> list[Any]:
         try:
-            reply: list[Any] = await self._script(keys=keys, args=args)
+            if self._hot is not None:
+                reply: list[Any] = await self._hot.evalsha(keys, args)
+            else:
+                reply = await self._script(keys=keys, args=args)
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
         return reply

@@ -41,7 +41,11 @@ async def create_license(admin: Client, headers: dict[str, str], **fields: Any) 
 
 
 async def create_release(
-    admin: Client, headers: dict[str, str], version: str, released_on: str, product: str = "smartermail"
+    admin: Client,
+    headers: dict[str, str],
+    version: str,
+    released_on: str,
+    product: str = "smartermail",
 ) -> None:
     response = await admin.post(
         "/admin/v1/releases",
@@ -76,8 +80,12 @@ def activation_body(key: str, fingerprint: str = "server-a", **fields: Any) -> d
     return body
 
 
-async def activate(public: Client, key: str, fingerprint: str = "server-a", **fields: Any) -> dict[str, Any]:
-    response = await public.post("/v1/activations", json=activation_body(key, fingerprint, **fields))
+async def activate(
+    public: Client, key: str, fingerprint: str = "server-a", **fields: Any
+) -> dict[str, Any]:
+    response = await public.post(
+        "/v1/activations", json=activation_body(key, fingerprint, **fields)
+    )
     assert response.status == 200, await response.text()
     answer: dict[str, Any] = orjson.loads(await response.read())
     return answer

@@ -23,7 +23,10 @@ async def test_valid_answer_carries_license_installation_and_nonce(
 ) -> None:
     await set_clock(admin_client, admin_headers, "2026-11-23T12:00:00Z")
     created = await create_license(
-        admin_client, admin_headers, purchased_on="2026-09-01", addons=["eas"],
+        admin_client,
+        admin_headers,
+        purchased_on="2026-09-01",
+        addons=["eas"],
         limits={"mailboxes": 250},
     )
     answer = await activate(public_client, created["key"], addons=["eas", "mapi"])
@@ -33,14 +36,20 @@ async def test_valid_answer_carries_license_installation_and_nonce(
     assert answer["issued_at"] == "2026-11-23T12:00:00Z"
     assert answer["valid_until"] == "2026-11-30T12:00:00Z"
     assert answer["license"] == {
-        "product": "smartermail", "kind": "perpetual", "edition": "enterprise",
-        "limits": {"mailboxes": 250}, "ms_status": "protected",
-        "ms_covered_through": "2027-08-31", "legacy": False, "max_version": None,
+        "product": "smartermail",
+        "kind": "perpetual",
+        "edition": "enterprise",
+        "limits": {"mailboxes": 250},
+        "ms_status": "protected",
+        "ms_covered_through": "2027-08-31",
+        "legacy": False,
+        "max_version": None,
     }
     assert answer["installation"]["servers_active"] == 1
     assert answer["installation"]["servers_allowed"] == 1
     assert answer["addons"] == {
-        "granted": ["eas"], "denied": [{"name": "mapi", "reason": "NOT_LICENSED"}]
+        "granted": ["eas"],
+        "denied": [{"name": "mapi", "reason": "NOT_LICENSED"}],
     }
 
 

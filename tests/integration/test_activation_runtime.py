@@ -36,13 +36,16 @@ async def test_answers_are_signed_with_the_published_key(
         verify_signature(published["public_key"], body, response.headers["X-Signature"])
         with pytest.raises(InvalidSignature):
             verify_signature(
-                published["public_key"], body.replace(b'"valid":', b'"valid" :'),
+                published["public_key"],
+                body.replace(b'"valid":', b'"valid" :'),
                 response.headers["X-Signature"],
             )
 
 
 async def test_postgres_is_read_only_on_cache_misses(
-    public_client: Client, admin_client: Client, admin_headers: dict[str, str],
+    public_client: Client,
+    admin_client: Client,
+    admin_headers: dict[str, str],
     resources: Resources,
 ) -> None:
     created = await create_license(admin_client, admin_headers)
@@ -57,7 +60,9 @@ async def test_postgres_is_read_only_on_cache_misses(
 
 
 async def test_admin_write_through_updates_the_cache(
-    public_client: Client, admin_client: Client, admin_headers: dict[str, str],
+    public_client: Client,
+    admin_client: Client,
+    admin_headers: dict[str, str],
     resources: Resources,
 ) -> None:
     """A key activated as unknown becomes known as soon as the license is imported."""
@@ -83,8 +88,10 @@ async def _client(settings: Settings, aiohttp_client: Any) -> tuple[Any, Any]:
 
 
 async def test_rate_limits_per_key_and_unknown_keys(
-    limited_settings: Settings, aiohttp_client: Any,
-    admin_client: Client, admin_headers: dict[str, str],
+    limited_settings: Settings,
+    aiohttp_client: Any,
+    admin_client: Client,
+    admin_headers: dict[str, str],
 ) -> None:
     created = await create_license(admin_client, admin_headers)
     client, context = await _client(limited_settings, aiohttp_client)
@@ -105,9 +112,7 @@ async def test_rate_limits_per_key_and_unknown_keys(
         await context.__aexit__(None, None, None)
 
 
-async def test_rate_limit_per_client_address(
-    settings: Settings, aiohttp_client: Any
-) -> None:
+async def test_rate_limit_per_client_address(settings: Settings, aiohttp_client: Any) -> None:
     limited = dataclasses.replace(settings, rate_limits=RateLimits(ip_per_minute=2))
     client, context = await _client(limited, aiohttp_client)
     try:
@@ -120,9 +125,10 @@ async def test_rate_limit_per_client_address(
 
 async def test_redis_down_is_503_with_retry_after(settings: Settings, resources: Resources) -> None:
     unreachable = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
-    async with open_resources(unreachable) as broken, TestClient(
-        TestServer(create_public_app(broken))
-    ) as client:
+    async with (
+        open_resources(unreachable) as broken,
+        TestClient(TestServer(create_public_app(broken))) as client,
+    ):
         response = await client.post(
             "/v1/activations", json=activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")
         )
@@ -133,32 +139,38 @@ async def test_redis_down_is_503_with_retry_after(settings: Settings, resources:
 
 
 async def test_disable_is_seen_by_every_process_R17(
-    settings: Settings, admin_client: Client, admin_headers: dict[str, str],
+    settings: Settings,
+    admin_client: Client,
+    admin_headers: dict[str, str],
     public_client: Client,
 ) -> None:
     """A second, independent API process (own pools, own caches) answers DISABLED at once."""
     created = await create_license(admin_client, admin_headers)
-    async with open_resources(settings) as other, TestClient(
-        TestServer(create_public_app(other))
-    ) as second:
+    async with (
+        open_resources(settings) as other,
+        TestClient(TestServer(create_public_app(other))) as second,
+    ):
         for client in (public_client, second):
             assert (await activate(client, created["key"]))["code"] == "VALID"
         response = await admin_client.post(
-            f"/admin/v1/licenses/{created['key']}/disable", json={"reason": "fraud"},
+            f"/admin/v1/licenses/{created['key']}/disable",
+            json={"reason": "fraud"},
             headers=admin_headers,
         )
         assert response.status == 200
         for client in (public_client, second):
             answer = orjson.loads(
-                await (await client.post(
-                    "/v1/activations", json=activation_body(created["key"])
-                )).read()
+                await (
+                    await client.post("/v1/activations", json=activation_body(created["key"]))
+                ).read()
             )
             assert answer["code"] == "DISABLED"
 
 
 async def test_leak_counter_counts_distinct_recent_servers_R16(
-    public_client: Client, admin_client: Client, admin_headers: dict[str, str],
+    public_client: Client,
+    admin_client: Client,
+    admin_headers: dict[str, str],
     resources: Resources,
 ) -> None:
     """The script reports the distinct servers of the last 24 h and puts it in the event."""
@@ -166,8 +178,9 @@ async def test_leak_counter_counts_distinct_recent_servers_R16(
     for n in range(6):
         await activate(public_client, created["key"], f"leaked-{n}")
     now = await resources.clock.now()
-    request = ActivationRequest(created["key"], "leaked-6", "leaked-6.example.com", "16.3.6989",
-                                "127.0.0.1", "event-7")
+    request = ActivationRequest(
+        created["key"], "leaked-6", "leaked-6.example.com", "16.3.6989", "127.0.0.1", "event-7"
+    )
     outcome = await resources.store.activate(request, now)
     assert isinstance(outcome, Recorded)
     assert (outcome.seen_recently, outcome.servers_active) == (7, 7)

@@ -300,3 +300,34 @@ async def test_test_clock(admin_client: Client, admin_headers: Headers) -> None:
         "/admin/v1/test-clock", json={"advance_seconds": "soon"}, headers=admin_headers
     )
     assert bad.status == 400
+
+
+async def test_hostile_input_is_4xx(
+    admin_client: Client, admin_headers: Headers, resources: Resources
+) -> None:
+    customer = await admin_client.post(
+        "/admin/v1/customers", json={"name": "a\x00b", "email": "a@b.c"}, headers=admin_headers
+    )
+    assert customer.status == 400
+    far = await create_customer(admin_client, admin_headers)
+    future = await admin_client.post(
+        "/admin/v1/licenses",
+        json={"customer_id": far, "product": "smartermail", "kind": "perpetual",
+              "edition": "enterprise", "purchased_on": "9999-12-31"},
+        headers=admin_headers,
+    )  # fmt: skip
+    assert future.status == 400
+    for path in ("/admin/v1/licenses/%00", "/admin/v1/licenses/" + "A" * 5000):
+        response = await admin_client.get(path, headers=admin_headers)
+        assert response.status == 404
+    audit = await admin_client.get(
+        "/admin/v1/audit", params={"target": "x\x00", "limit": "5"}, headers=admin_headers
+    )
+    assert audit.status == 400
+    csv_nul = await admin_client.post(
+        "/admin/v1/licenses/import",
+        data=b"key,product\n\x00,\x00\n",
+        headers=admin_headers | {"Content-Type": "text/csv"},
+    )
+    assert csv_nul.status in (200, 400)
+    assert await license_count(resources) == 0

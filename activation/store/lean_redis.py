@@ -1,0 +1,184 @@
+"""A lean, multiplexed Redis connection for the one hot call: EVALSHA of the activation script.
+
+Why: redis-py's asyncio client spends about 100 µs of Python per call (connection pool checkout,
+command packing, response parsing in several layers); the activation itself needs one request
+and one reply. This connection packs the command with hiredis, writes it at once, and matches
+replies to callers in order (Redis answers one connection's commands in order), so concurrent
+requests share one socket and one event-loop read. redis-py still serves everything else.
+
+Hardened for production use:
+- reconnects lazily on the next call after the socket drops (every caller waiting on a dead
+  socket gets `ConnectionError` at once, never a hang);
+- a watchdog closes the socket when replies stop arriving for `timeout` seconds while requests
+  are waiting (a stuck Redis looks like an outage: 503, not a pile-up);
+- at most `max_in_flight` requests wait at once; beyond that callers fail fast;
+- `NOSCRIPT` (Redis restarted or flushed its script cache) reloads the script once and retries;
+- `AUTH`, `SELECT` and TLS (`rediss://`) come from the URL, like redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+from redis.connection import parse_url
+
+
+class LeanConnectionError(ConnectionError):
+    pass
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.replies = 0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            self.replies += 1
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        error = LeanConnectionError(f"Redis connection lost: {exc or 'closed'}")
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        if self.closed or self.transport is None:
+            raise LeanConnectionError("Redis connection is closed")
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self.transport.write(packed)
+        return waiter
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class LeanScriptClient:
+    def __init__(
+        self,
+        url: str,
+        script: str,
+        *,
+        timeout: float = 2.0,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self._tls = url.startswith("rediss://")
+        self._script = script
+        self._sha: str | None = None
+        self._timeout = timeout
+        self._max_in_flight = max_in_flight
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def evalsha(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connect()
+        if len(protocol.waiters) >= self._max_in_flight:
+            raise LeanConnectionError("too many Redis requests in flight")
+        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
+        reply = await protocol.send(hiredis.pack_command(command))
+        if isinstance(reply, hiredis.ReplyError):
+            if not str(reply).startswith("NOSCRIPT"):
+                raise reply
+            await self._load_script(protocol)
+            reply = await protocol.send(hiredis.pack_command(command))
+            if isinstance(reply, hiredis.ReplyError):
+                raise reply
+        return reply
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._protocol is not None and not self._protocol.closed:
+                return self._protocol
+            protocol = await asyncio.wait_for(self._open(), self._timeout)
+            self._protocol = protocol
+            if self._watchdog is None or self._watchdog.done():
+                self._watchdog = asyncio.create_task(self._watch())
+            return protocol
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        options = self._options
+        protocol = _Protocol()
+        if "path" in options:
+            await loop.create_unix_connection(lambda: protocol, options["path"])
+        else:
+            context = ssl.create_default_context() if self._tls else None
+            transport, _ = await loop.create_connection(
+                lambda: protocol,
+                options.get("host", "localhost"),
+                int(options.get("port", 6379)),
+                ssl=context,
+            )
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if options.get("password"):
+            credentials = [options.get("username") or "default", options["password"]]
+            await self._expect_ok(protocol, "AUTH", *credentials)
+        if int(options.get("db") or 0):
+            await self._expect_ok(protocol, "SELECT", int(options["db"]))
+        await self._load_script(protocol)
+        return protocol
+
+    async def _expect_ok(self, protocol: _Protocol, *command: Any) -> None:
+        reply = await protocol.send(hiredis.pack_command(command))
+        if isinstance(reply, hiredis.ReplyError):
+            protocol.abort()
+            raise LeanConnectionError(f"Redis refused {command[0]}: {reply}")
+
+    async def _load_script(self, protocol: _Protocol) -> None:
+        reply = await protocol.send(hiredis.pack_command(("SCRIPT", "LOAD", self._script)))  # type: ignore[arg-type]
+        if isinstance(reply, hiredis.ReplyError):
+            raise reply
+        self._sha = reply.decode()
+
+    async def _watch(self) -> None:
+        """Close a connection whose replies stopped while requests wait (a stuck Redis)."""
+        last_replies, was_waiting = -1, False
+        while True:
+            await asyncio.sleep(self._timeout / 2)
+            protocol = self._protocol
+            if protocol is None or protocol.closed:
+                last_replies, was_waiting = -1, False
+                continue
+            waiting = bool(protocol.waiters)
+            # Stuck: someone was waiting at the last tick too, and no reply came in between.
+            if waiting and was_waiting and protocol.replies == last_replies:
+                protocol.abort()
+            last_replies, was_waiting = protocol.replies, waiting
+
+    async def aclose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if self._protocol is not None:
+            self._protocol.abort()

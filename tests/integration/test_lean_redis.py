@@ -1,0 +1,91 @@
+"""The lean hot-path connection: pipelining, NOSCRIPT reload, reconnects, stuck servers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from activation.store.lean_redis import LeanConnectionError, LeanScriptClient
+
+ECHO = "return {KEYS[1], ARGV[1]}"
+
+
+async def test_concurrent_calls_get_their_own_replies(server_urls: tuple[str, str]) -> None:
+    client = LeanScriptClient(server_urls[1], ECHO)
+    try:
+        replies = await asyncio.gather(*(client.evalsha([f"key-{n}"], [n]) for n in range(500)))
+        assert replies == [[f"key-{n}".encode(), str(n).encode()] for n in range(500)]
+    finally:
+        await client.aclose()
+
+
+async def test_script_cache_flush_is_survived(server_urls: tuple[str, str]) -> None:
+    client = LeanScriptClient(server_urls[1], ECHO)
+    admin = aioredis.Redis.from_url(server_urls[1])
+    try:
+        assert await client.evalsha(["a"], ["1"]) == [b"a", b"1"]
+        await admin.script_flush()
+        assert await client.evalsha(["b"], ["2"]) == [b"b", b"2"]
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_reconnects_after_the_connection_is_killed(server_urls: tuple[str, str]) -> None:
+    client = LeanScriptClient(server_urls[1], ECHO)
+    admin = aioredis.Redis.from_url(server_urls[1])
+    try:
+        await client.evalsha(["a"], ["1"])
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        await asyncio.sleep(0.05)
+        assert await client.evalsha(["c"], ["3"]) == [b"c", b"3"]
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_unreachable_redis_fails_fast() -> None:
+    client = LeanScriptClient("redis://127.0.0.1:1/0", ECHO, timeout=0.5)
+    with pytest.raises(OSError):
+        await client.evalsha(["a"], ["1"])
+    await client.aclose()
+
+
+async def test_a_server_that_stops_answering_is_dropped() -> None:
+    """A peer that accepts and then never replies: waiting callers fail within ~timeout."""
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        line = await reader.read(65536)
+        if b"SCRIPT" in line:  # answer the script load, then go silent
+            writer.write(b"$40\r\n" + b"a" * 40 + b"\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = LeanScriptClient(f"redis://127.0.0.1:{port}/0", ECHO, timeout=0.4)
+    try:
+        with pytest.raises(LeanConnectionError):
+            await asyncio.wait_for(client.evalsha(["a"], ["1"]), 5)
+    finally:
+        await client.aclose()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_in_flight_requests_are_bounded(server_urls: tuple[str, str]) -> None:
+    client = LeanScriptClient(server_urls[1], ECHO, max_in_flight=10)
+    try:
+        results = await asyncio.gather(
+            *(client.evalsha(["k"], [n]) for n in range(50)), return_exceptions=True
+        )
+        refused = [r for r in results if isinstance(r, LeanConnectionError)]
+        assert refused and len(refused) < 50
+    finally:
+        await client.aclose()
