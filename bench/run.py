@@ -421,9 +421,12 @@ def stop_server(server: Server, timeout: float = 10.0) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-async def prime(url: str, bodies: list[list[str]], concurrency: int = 32) -> Counter[str]:
+async def prime(
+    url: str, bodies: list[list[str]], samples: list[str], concurrency: int = 32
+) -> Counter[str]:
     """One request per license and server: loads every license into the Redis cache and
-    records every installation. Returns the count of each answer code (or HTTP status)."""
+    records every installation. Returns the count of each answer code (or HTTP status); the
+    first unexpected answer goes to `samples`."""
     codes: Counter[str] = Counter()
     work = [body for servers in bodies for body in servers]
     position = 0
@@ -440,6 +443,8 @@ async def prime(url: str, bodies: list[list[str]], concurrency: int = 32) -> Cou
                     codes[str((await response.json()).get("code"))] += 1
                 else:
                     codes[f"HTTP {response.status}"] += 1
+                    if not samples:
+                        samples.append(f"HTTP {response.status}: {(await response.text())[:500]}")
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=10)
@@ -574,8 +579,16 @@ def bench_processes(
             f"bare :{bare_port}); priming the cache with {sum(map(len, bodies))} requests"
         )
         started = time.monotonic()
-        codes = asyncio.run(prime(activation_url, bodies))
+        samples: list[str] = []
+        codes = asyncio.run(prime(activation_url, bodies, samples))
         say(f"primed in {time.monotonic() - started:.1f} s: {dict(codes)}")
+        if samples:
+            say(f"  first unexpected answer: {samples[0]}")
+        if not any(code in codes for code in ("VALID", "GRACE", "OVERDUE")):
+            raise RuntimeError(
+                f"no valid activation while priming: the server is broken, not slow.\n"
+                f"{servers[0].name} log:\n{servers[0].log_tail()}"
+            )
         for url in (bare_url, activation_url):
             run_wrk(wrk, url, bodies_lua, connections=args.connections, duration=args.warmup)
         bare_runs: list[WrkResult] = []

