@@ -28,6 +28,7 @@ BOOTSTRAP_TOKEN = "test-bootstrap-admin-token"
 # to check the fallback a machine without them takes.
 FORCE_EMBEDDED = os.environ.get("TEST_SERVICES") == "embedded"
 TABLES = (
+    "dead_letters, ms_duties, notifications, phone_tasks, case_events, case_steps, fraud_cases, "
     "audit_log, api_tokens, activation_events, installations, ms_transactions, releases, "
     "license_addons, licenses, customers"
 )
