@@ -34,7 +34,7 @@ class Resources:
     releases: ReleaseCatalog
     store: ActivationStore
     clock: Clock
-    signer: Signer
+    signer: Signer | None
     metrics: ApiMetrics
 
 
@@ -56,8 +56,9 @@ def connect_redis(url: str) -> Redis:
 
 @contextlib.asynccontextmanager
 async def open_resources(
-    settings: Settings, *, metrics: ApiMetrics | None = None
+    settings: Settings, *, metrics: ApiMetrics | None = None, signing: bool = True
 ) -> AsyncIterator[Resources]:
+    """`signing=False` is for processes that answer no activations (the fraud worker)."""
     if settings.database_url is None or settings.redis_url is None:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (activation-dev sets them)")
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
@@ -78,7 +79,7 @@ async def open_resources(
         store = ActivationStore(redis, layout, limits, registry.load_license, hot_client)
         clock: Clock = RedisTestClock(redis, layout.clock) if settings.test_clock else SystemClock()
         releases = ReleaseCatalog(registry)
-        signer = load_signer(settings.signing_key_file, generate=settings.dev)
+        signer = load_signer(settings.signing_key_file, generate=settings.dev) if signing else None
         async with releases.running():
             yield Resources(
                 settings=settings,

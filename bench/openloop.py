@@ -107,6 +107,7 @@ class Connection(asyncio.Protocol):
 class Generator:
     requests: list[list[bytes]]
     latencies: list[float] = field(default_factory=list)
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (dispatched, latency)
     lags: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
@@ -131,6 +132,7 @@ class Generator:
         now = time.perf_counter()
         if connection.measured:
             self.latencies.append(now - connection.started)
+            self.samples.append((connection.started, now - connection.started))
             self.statuses[status] = self.statuses.get(status, 0) + 1
         self._finish_one()
         self._next(connection)
@@ -219,6 +221,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         connection.close()
 
     latencies = sorted(generator.latencies)
+    per_second: dict[int, list[float]] = {}
+    for started, latency in generator.samples:
+        second = min(int(started - t0 - measure_from), max(0, int(args.duration) - 1))
+        per_second.setdefault(second, []).append(latency)
+    timeline = [
+        {
+            "second": second,
+            "requests": len(values),
+            "p50_ms": round(percentile(sorted(values), 0.50) * 1000, 3),
+            "p99_ms": round(percentile(sorted(values), 0.99) * 1000, 3),
+            "max_ms": round(max(values) * 1000, 3),
+        }
+        for second, values in sorted(per_second.items())
+    ]
     lags = sorted(generator.lags)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     ok = sum(count for status, count in generator.statuses.items() if 200 <= status < 300)
@@ -243,6 +259,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "lag_p99_ms": round(percentile(lags, 0.99) * 1000, 3),
         "client_cpu_us_per_request": round(cpu / max(1, total) * 1e6, 1),
         "elapsed_s": round(elapsed, 2),
+        "per_second": timeline,
     }
 
 

@@ -87,6 +87,7 @@ def ensure_tool(binary: str, package: str) -> str | None:
         if result.returncode != 0:
             say(f"apt-get install {package} failed:\n{result.stderr.strip()[-2000:]}")
             return None
+    say(f"installed {package}")
     return shutil.which(binary)
 
 
@@ -350,6 +351,25 @@ def write_signing_key(path: Path) -> None:
 # --------------------------------------------------------------------------- processes
 
 
+def cpu_busy_share(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over `seconds` (from /proc/stat). Measured while the benchmark
+    itself is idle, it is the load of *other* programs, which skews every number."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle
+
+    try:
+        total_before, idle_before = sample()
+        time.sleep(seconds)
+        total_after, idle_after = sample()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    total = total_after - total_before
+    return round(1 - (idle_after - idle_before) / total, 3) if total > 0 else float("nan")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -520,6 +540,17 @@ def half_load(
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+@dataclass
+class Target:
+    """One activation server under test (a `REDIS_HOT_CLIENT` variant, or the default)."""
+
+    label: str
+    url: str
+    server: Server
+    runs: list[WrkResult] = field(default_factory=list)
+    codes: Counter[str] = field(default_factory=Counter)
+
+
 def bench_processes(
     processes: int,
     args: argparse.Namespace,
@@ -530,15 +561,19 @@ def bench_processes(
     bodies_lua: Path,
     bodies_json: Path,
     bodies: list[list[str]],
-) -> dict[str, Any]:
-    public_port, admin_port, bare_port = free_port(), free_port(), free_port()
-    activation_url = f"http://127.0.0.1:{public_port}/v1/activations"
+) -> list[dict[str, Any]]:
+    """Bare endpoint and activation server(s) with `processes` processes: one row per variant."""
+    bare_port = free_port()
     bare_url = f"http://127.0.0.1:{bare_port}/v1/activations"
     servers: list[Server] = []
+    targets: list[Target] = []
     try:
-        servers.append(
-            start_server(
-                f"activation-server-p{processes}",
+        for variant in args.hot_clients:
+            public_port, admin_port = free_port(), free_port()
+            label = variant or "default"
+            server_env = dict(env) if variant is None else {**env, "REDIS_HOT_CLIENT": variant}
+            server = start_server(
+                f"activation-server-p{processes}-{label}",
                 [
                     str(VENV_BIN / "activation-server"),
                     "serve",
@@ -551,82 +586,92 @@ def bench_processes(
                     "--processes",
                     str(processes),
                 ],
-                env,
+                server_env,
                 workdir,
                 f"http://127.0.0.1:{public_port}/readyz",
             )
+            servers.append(server)
+            targets.append(Target(label, f"http://127.0.0.1:{public_port}/v1/activations", server))
+        bare_server = start_server(
+            f"bare-p{processes}",
+            [
+                sys.executable,
+                str(BENCH / "bare.py"),
+                "--port",
+                str(bare_port),
+                "--processes",
+                str(processes),
+            ],
+            env,
+            workdir,
+            f"http://127.0.0.1:{bare_port}/readyz",
         )
-        servers.append(
-            start_server(
-                f"bare-p{processes}",
-                [
-                    sys.executable,
-                    str(BENCH / "bare.py"),
-                    "--port",
-                    str(bare_port),
-                    "--processes",
-                    str(processes),
-                ],
-                env,
-                workdir,
-                f"http://127.0.0.1:{bare_port}/readyz",
-            )
-        )
+        servers.append(bare_server)
         for server in servers:
             asyncio.run(wait_ready(server))
-        say(
-            f"{processes} process(es): servers ready (activations :{public_port}, "
-            f"bare :{bare_port}); priming the cache with {sum(map(len, bodies))} requests"
-        )
-        started = time.monotonic()
-        samples: list[str] = []
-        codes = asyncio.run(prime(activation_url, bodies, samples))
-        say(f"primed in {time.monotonic() - started:.1f} s: {dict(codes)}")
-        if samples:
-            say(f"  first unexpected answer: {samples[0]}")
-        if not any(code in codes for code in ("VALID", "GRACE", "OVERDUE")):
-            raise RuntimeError(
-                f"no valid activation while priming: the server is broken, not slow.\n"
-                f"{servers[0].name} log:\n{servers[0].log_tail()}"
+        say(f"{processes} process(es): servers ready ({', '.join(s.name for s in servers)})")
+        background = cpu_busy_share(2.0)
+        say(f"  CPU busy while the benchmark is idle: {background:.0%} (other programs)")
+        if background > 0.05:
+            say("  warning: another program is using the CPU; these numbers will be noisy")
+        for target in targets:
+            started = time.monotonic()
+            samples: list[str] = []
+            target.codes = asyncio.run(prime(target.url, bodies, samples))
+            say(
+                f"  primed {target.label} with {sum(map(len, bodies))} requests (one per license"
+                f" and server) in {time.monotonic() - started:.1f} s: {dict(target.codes)}"
             )
-        for url in (bare_url, activation_url):
+            if samples:
+                say(f"  first unexpected answer: {samples[0]}")
+            if not any(code in target.codes for code in ("VALID", "GRACE", "OVERDUE")):
+                raise RuntimeError(
+                    "no valid activation while priming: the server is broken, not slow.\n"
+                    f"{target.server.name} log:\n{target.server.log_tail()}"
+                )
+        for url in (bare_url, *(target.url for target in targets)):
             run_wrk(wrk, url, bodies_lua, connections=args.connections, duration=args.warmup)
         bare_runs: list[WrkResult] = []
-        activation_runs: list[WrkResult] = []
         for run in range(args.runs):
-            for label, url, results in (
-                ("bare", bare_url, bare_runs),
-                ("activations", activation_url, activation_runs),
-            ):
+            rounds = [("bare", bare_url, bare_runs)]
+            rounds += [(f"act:{t.label}", t.url, t.runs) for t in targets]
+            for label, url, results in rounds:
                 result = run_wrk(
                     wrk, url, bodies_lua, connections=args.connections, duration=args.duration
                 )
                 results.append(result)
                 say(
-                    f"  run {run + 1}/{args.runs} {label:<11} {result.requests_per_second:>9.1f}"
+                    f"  run {run + 1}/{args.runs} {label:<14} {result.requests_per_second:>9.1f}"
                     f" req/s  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms"
                     f"  non-2xx {result.non_2xx}"
                 )
         bare = summarise(bare_runs)
-        activations = summarise(activation_runs)
-        rate = activations.requests_per_second / 2
-        say(f"  half load: {rate:.0f} req/s of activations for {args.duration} s")
-        half = half_load(activation_url, rate, args, bodies_lua, bodies_json, wrk2)
-        say(
-            f"  half load: p50 {half['p50_ms']} ms  p99 {half['p99_ms']} ms "
-            f"(achieved {half['achieved_rate']} req/s)"
-        )
+        rows = []
+        for target in targets:
+            activations = summarise(target.runs)
+            rate = activations.requests_per_second / 2
+            say(f"  half load {target.label}: {rate:.0f} req/s for {args.duration} s")
+            half = half_load(target.url, rate, args, bodies_lua, bodies_json, wrk2)
+            say(
+                f"  half load {target.label}: p50 {half['p50_ms']} ms  p99 {half['p99_ms']} ms"
+                f" (achieved {half['achieved_rate']} req/s, non-2xx {half.get('non_2xx')})"
+            )
+            rows.append(
+                {
+                    "processes": processes,
+                    "hot_client": target.label,
+                    "bare": asdict(bare),
+                    "activations": asdict(activations),
+                    "ratio": round(activations.requests_per_second / bare.requests_per_second, 3),
+                    "half_load": half,
+                    "prime_codes": dict(target.codes),
+                    "background_cpu_busy": background,
+                }
+            )
         for server in servers:
             if server.process.poll() is not None:
                 raise RuntimeError(f"{server.name} died during the run:\n{server.log_tail()}")
-        return {
-            "processes": processes,
-            "bare": asdict(bare),
-            "activations": asdict(activations),
-            "ratio": round(activations.requests_per_second / bare.requests_per_second, 3),
-            "half_load": half,
-            "prime_codes": dict(codes),
-        }
+        return rows
     finally:
         for server in servers:
             stop_server(server)
@@ -658,9 +703,9 @@ def machine_info(redis_url: str, wrk: str) -> dict[str, Any]:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (
-        f"{'procs':>5} | {'bare req/s':>10} {'p50':>7} {'p99':>7} | {'activ. req/s':>12} "
-        f"{'p50':>7} {'p99':>7} | {'ratio':>5} | {'half-load rate':>14} {'p50':>7} {'p99':>7}"
-        f" | {'non-2xx':>7}"
+        f"{'procs':>5} {'hot client':<10} | {'bare req/s':>10} {'p50':>7} {'p99':>7} |"
+        f" {'activ. req/s':>12} {'p50':>7} {'p99':>7} | {'ratio':>5} |"
+        f" {'half-load req/s':>15} {'p50':>7} {'p99':>7} | {'non-2xx':>7}"
     )
     print()
     print(header)
@@ -669,12 +714,17 @@ def print_table(results: list[dict[str, Any]]) -> None:
         bare, act, half = row["bare"], row["activations"], row["half_load"]
         non_2xx = bare["non_2xx"] + act["non_2xx"] + int(half.get("non_2xx", 0))
         print(
-            f"{row['processes']:>5} | {bare['requests_per_second']:>10.0f} {bare['p50_ms']:>5.2f}ms"
+            f"{row['processes']:>5} {row['hot_client']:<10} |"
+            f" {bare['requests_per_second']:>10.0f} {bare['p50_ms']:>5.2f}ms"
             f" {bare['p99_ms']:>5.2f}ms | {act['requests_per_second']:>12.0f}"
             f" {act['p50_ms']:>5.2f}ms {act['p99_ms']:>5.2f}ms | {row['ratio']:>5.2f} |"
-            f" {half['achieved_rate']:>14.0f} {half['p50_ms']:>5.2f}ms {half['p99_ms']:>5.2f}ms"
+            f" {half['achieved_rate']:>15.0f} {half['p50_ms']:>5.2f}ms {half['p99_ms']:>5.2f}ms"
             f" | {non_2xx:>7}"
         )
+    print(
+        "ratio = activations / bare req/s (medians of interleaved wrk runs); half load ="
+        " fixed-rate open loop at half the activation median."
+    )
     print()
 
 
@@ -698,9 +748,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="wrk warm-up seconds")
     parser.add_argument("--output", type=Path, default=BUILD / "bench.json")
     parser.add_argument("--seed", type=int, help="random seed of the generated data")
+    parser.add_argument(
+        "--hot-clients",
+        default="",
+        help="comma-separated REDIS_HOT_CLIENT values to compare in the same run, e.g."
+        " lean,redis-py (default: the server's own default)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))  # run the finally blocks
     process_counts = [int(n) for n in args.processes.split(",") if n.strip()]
+    args.hot_clients = [c.strip() for c in args.hot_clients.split(",") if c.strip()] or [None]
     if not process_counts or min(process_counts) < 1 or args.licenses < 1 or args.runs < 1:
         parser.error("--processes, --licenses and --runs need positive values")
 
@@ -765,7 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bodies_lua, bodies_json = write_bodies(fixture, workdir, rng)
         bodies: list[list[str]] = json.loads(bodies_json.read_text())
         for processes in process_counts:
-            results.append(
+            results.extend(
                 bench_processes(
                     processes, args, env, workdir, wrk, wrk2, bodies_lua, bodies_json, bodies
                 )
@@ -790,14 +847,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table(results)
         say(f"wrote {args.output}")
         failures = [
-            row["processes"]
+            f"{row['processes']}/{row['hot_client']}"
             for row in results
             if row["bare"]["non_2xx"]
             or row["activations"]["non_2xx"]
             or row["half_load"].get("non_2xx")
+            or row["half_load"].get("errors")
+            or row["half_load"].get("unfinished")
         ]
+        for row in results:
+            errors = row["bare"]["socket_errors"] + row["activations"]["socket_errors"]
+            if errors:
+                say(f"warning: {errors} wrk socket errors with {row['processes']} process(es)")
         if failures:
-            say(f"non-2xx answers with {failures} process(es): see {args.output}")
+            say(f"non-2xx answers or failed requests with (processes/client) {failures}")
             return 1
         return 0
     finally:

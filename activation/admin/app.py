@@ -23,6 +23,7 @@ from activation.admin import (
     tokens,
 )
 from activation.admin.state import RESOURCES
+from activation.api.openapi import openapi_handler
 from activation.api.problems import ProblemError, problem
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
@@ -56,4 +57,5 @@ def create_admin_app(resources: Resources) -> web.Application:
     # imports before licenses: "/licenses/import" must not be taken for a key
     for module in (customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes):
         app.router.add_routes(module.routes)
+    app.router.add_get("/openapi.json", openapi_handler)
     return app

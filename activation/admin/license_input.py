@@ -22,6 +22,8 @@ from activation.store.registry import new_license_key
 
 KEY_RE = re.compile(r"^[A-Z0-9]{5}(?:-[A-Z0-9]{5}){4}$")
 
+MAX_TRIAL_DAYS = 3650  # ten years: longer is not a trial, and dates must stay computable
+MAX_SERVERS = 10_000
 _INT_FIELDS = frozenset({"customer_id", "max_servers", "major_version", "trial_days"})
 _BOOL_FIELDS = frozenset({"failover", "auto_renew"})
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
@@ -69,9 +71,10 @@ def new_license(body: Mapping[str, Any], *, key_required: bool = False) -> NewLi
         purchased_on=purchased_on,
         ms_covered_through=covered,
         lease_ends_on=p.opt_day(body, "lease_ends_on"),
-        trial_days=p.opt_integer(body, "trial_days", minimum=1) or 30,
+        trial_days=p.opt_integer(body, "trial_days", minimum=1, maximum=MAX_TRIAL_DAYS) or 30,
         failover=failover,
-        max_servers=p.opt_integer(body, "max_servers", minimum=1) or (2 if failover else 1),
+        max_servers=p.opt_integer(body, "max_servers", minimum=1, maximum=MAX_SERVERS)
+        or (2 if failover else 1),
         major_version=p.opt_integer(body, "major_version", minimum=0),
         limits=p.counts(body, "limits"),
         addons=addons,

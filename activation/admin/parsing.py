@@ -59,7 +59,9 @@ def text(body: Body, field: str, *, max_len: int = MAX_TEXT) -> str:
     return value
 
 
-def opt_integer(body: Body, field: str, *, minimum: int | None = None) -> int | None:
+def opt_integer(
+    body: Body, field: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
     value = body.get(field)
     if value is None:
         return None
@@ -67,6 +69,8 @@ def opt_integer(body: Body, field: str, *, minimum: int | None = None) -> int | 
         raise bad_field(field, "must be a whole number")
     if minimum is not None and value < minimum:
         raise bad_field(field, f"must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise bad_field(field, f"must be at most {maximum}")
     if abs(value) > 2**31 - 1:
         raise bad_field(field, "is too large")
     return value

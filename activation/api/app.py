@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import exceptions as redis_errors
 
+from activation.api.openapi import openapi_handler
 from activation.api.parsing import (
     MAX_BODY_BYTES,
     parse_activation,
@@ -21,6 +22,7 @@ from activation.api.parsing import (
 )
 from activation.api.problems import ProblemError, problem
 from activation.api.rendering import render_activation
+from activation.api.signing import Signer
 from activation.licensing.decision import decide
 from activation.licensing.model import InstallationState
 from activation.runtime import Resources
@@ -32,6 +34,7 @@ from activation.store.redis_store import (
 )
 
 RESOURCES = web.AppKey("resources", Resources)
+SIGNER = web.AppKey("signer", Signer)
 POSTGRES_OUTAGES = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
@@ -120,7 +123,7 @@ async def activate(request: web.Request) -> web.Response:
     )
     resources.metrics.activations.labels(decision.code.value).inc()
     resources.metrics.activation_latency.observe(time.perf_counter() - started)
-    return _signed(resources, payload)
+    return _signed(request.app[SIGNER], payload)
 
 
 async def deactivate(request: web.Request) -> web.Response:
@@ -150,7 +153,7 @@ async def deactivate(request: web.Request) -> web.Response:
         "servers_allowed": outcome.servers_allowed,
         "issued_at": _iso(now),
     }
-    return _signed(resources, payload)
+    return _signed(request.app[SIGNER], payload)
 
 
 def _installation_state(recorded: Recorded | None) -> InstallationState | None:
@@ -177,12 +180,12 @@ def _rate_limited(resources: Resources, outcome: RateLimited) -> ProblemError:
     return error
 
 
-def _signed(resources: Resources, payload: dict[str, object]) -> web.Response:
+def _signed(signer: Signer, payload: dict[str, object]) -> web.Response:
     body = orjson.dumps(payload)
     return web.Response(
         body=body,
         content_type="application/json",
-        headers={"X-Signature": resources.signer.header(body)},
+        headers={"X-Signature": signer.header(body)},
     )
 
 
@@ -191,7 +194,7 @@ def _iso(moment: datetime) -> str:
 
 
 async def signing_key(request: web.Request) -> web.Response:
-    return web.json_response(request.app[RESOURCES].signer.public_document)
+    return web.json_response(request.app[SIGNER].public_document)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -222,10 +225,14 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 def create_public_app(resources: Resources) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     app[RESOURCES] = resources
+    if resources.signer is None:
+        raise RuntimeError("the public API needs a signing key")
+    app[SIGNER] = resources.signer
     app.router.add_post("/v1/activations", activate)
     app.router.add_post("/v1/deactivations", deactivate)
     app.router.add_get("/v1/signing-key", signing_key)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/openapi.json", openapi_handler)
     return app

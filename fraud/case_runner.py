@@ -1,0 +1,409 @@
+"""The I/O around the pure case machine (fraud/cases.py): PostgreSQL first, then Redis.
+
+- A case opens when an ingested event shows more active servers than allowed (R13); its
+  opening time is the moment the activation script first saw the key over its limit, so the
+  worker's deadlines equal the GRACE answers' `grace_ends_at`.
+- Each rung of the ladder is recorded in `case_steps` (primary key case + step) in the same
+  transaction as its effects (outbox rows, phone task, disabling): two workers, or a worker
+  that crashed after the commit, can never run a step twice (R14).
+- Disabling writes PostgreSQL, then the Redis license document, so every API process answers
+  DISABLED on its next request (R17). The Redis case summary (stage, grace end, disable date)
+  is re-written from PostgreSQL on every pass, so a crash between the two writes heals itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from activation.licensing.model import CaseStage
+from activation.store.keys import KeyLayout
+from activation.store.redis_store import ActivationStore
+from activation.store.registry import LICENSE_COLUMNS, license_from_row
+from fraud.cases import Case, disable_at, evaluate, grace_ends_at, is_leak, severity
+from fraud.escalation import Action, Ladder, Rung
+from fraud.ingest import Event
+from fraud.notify.outbox import Channel, enqueue
+
+log = logging.getLogger(__name__)
+
+ACTOR = "fraud-worker"
+
+
+@dataclass
+class CaseReport:
+    opened: int = 0
+    resolved: int = 0
+    leaks: int = 0
+    steps: dict[str, int] = field(default_factory=dict)
+    disabled: int = 0
+
+
+class CaseRunner:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        layout: KeyLayout,
+        store: ActivationStore,
+        ladder: Ladder,
+        *,
+        active_window: timedelta,
+        leak_threshold: int,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._layout = layout
+        self._store = store
+        self._ladder = ladder
+        self._window = active_window
+        self._leak_threshold = leak_threshold
+
+    # -- opening ---------------------------------------------------------------------------
+
+    async def open_from_events(self, events: Iterable[Event], now: datetime) -> CaseReport:
+        report = CaseReport()
+        over: dict[str, Event] = {}
+        leaks: set[str] = set()
+        for event in events:
+            if event.op == "a" and event.servers_active > event.servers_allowed:
+                over.setdefault(event.license_key, event)
+            if is_leak(event.recent_servers, self._leak_threshold):
+                leaks.add(event.license_key)
+        for key, event in over.items():
+            opened_at = await self._over_since(key) or event.at
+            if await self._open(key, opened_at, event, now):
+                report.opened += 1
+        for key in leaks:
+            if await self._flag_leak(key, now):
+                report.leaks += 1
+        return report
+
+    async def _over_since(self, key: str) -> datetime | None:
+        raw = await self._redis.hget(self._layout.for_license(key, 0).license, "over")
+        return datetime.fromtimestamp(float(raw), UTC) if raw else None
+
+    async def _open(self, key: str, opened_at: datetime, event: Event, now: datetime) -> bool:
+        async with self._pool.acquire() as connection, connection.transaction():
+            case_id = await connection.fetchval(
+                """INSERT INTO fraud_cases (license_key, opened_at, servers_active,
+                       servers_allowed, next_due_at)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (license_key) WHERE status = 'open' DO NOTHING
+                   RETURNING id""",
+                key,
+                opened_at,
+                event.servers_active,
+                event.servers_allowed,
+                opened_at + self._ladder.grace,
+            )
+            if case_id is None:
+                return False
+            await _timeline(
+                connection,
+                case_id,
+                now,
+                "opened",
+                f"{event.servers_active} servers active, {event.servers_allowed} allowed; "
+                f"migration grace until {(opened_at + self._ladder.grace).isoformat()}",
+            )
+        log.info("opened case %s for %s", case_id, key)
+        return True
+
+    async def _flag_leak(self, key: str, now: datetime) -> bool:
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                """UPDATE fraud_cases SET leak_suspected = true, severity = 'high'
+                   WHERE license_key = $1 AND status = 'open' AND NOT leak_suspected
+                   RETURNING id, servers_active""",
+                key,
+            )
+            if row is None:
+                return False
+            await _timeline(
+                connection,
+                row["id"],
+                now,
+                "leak_suspected",
+                "key seen on many servers within 24 hours (R16)",
+            )
+            await enqueue(
+                connection,
+                dedupe_key=f"case:{row['id']}:leak:webhook",
+                channel=Channel.WEBHOOK,
+                template="leak_suspected",
+                recipient="fraud-team",
+                payload={
+                    "event": "leak_suspected",
+                    "case_id": row["id"],
+                    "license_key": key,
+                    "severity": "high",
+                    "at": now.isoformat(),
+                },
+                now=now,
+                case_id=row["id"],
+                license_key=key,
+            )
+        return True
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    async def evaluate_open(self, now: datetime) -> CaseReport:
+        report = CaseReport()
+        rows = await self._pool.fetch(OPEN_CASES)
+        for row in rows:
+            case = _case_from_row(row)
+            active = await self._active_servers(case.license_key, now)
+            allowed = int(row["allowed"])
+            result = evaluate(
+                case, servers_active=active, servers_allowed=allowed, now=now, ladder=self._ladder
+            )
+            if result.resolve:
+                await self._resolve(case, now, active, allowed)
+                report.resolved += 1
+                continue
+            ran = []
+            for rung in result.rungs:
+                if await self._run_rung(case, rung, row, now, active, allowed):
+                    ran.append(rung)
+                    report.steps[rung.step.value] = report.steps.get(rung.step.value, 0) + 1
+            stage = result.stage
+            async with self._pool.acquire() as connection:
+                await connection.execute(
+                    """UPDATE fraud_cases SET stage = $2, next_due_at = $3,
+                           servers_active = $4, servers_allowed = $5 WHERE id = $1""",
+                    case.id,
+                    stage.value,
+                    result.next_due_at,
+                    active,
+                    allowed,
+                )
+            if any(Action.DISABLE_KEY in rung.actions for rung in ran):
+                report.disabled += 1
+            await self._sync_redis(case, stage)
+        return report
+
+    async def _active_servers(self, key: str, now: datetime) -> int:
+        installations = self._layout.for_license(key, 0).installations
+        cutoff = (now - self._window).timestamp()
+        return int(await self._redis.zcount(installations, cutoff, "+inf"))
+
+    async def _run_rung(
+        self, case: Case, rung: Rung, row: Any, now: datetime, active: int, allowed: int
+    ) -> bool:
+        """Record the step and its effects in one transaction; False if it ran before."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            inserted = await connection.fetchval(
+                "INSERT INTO case_steps (case_id, step, ran_at) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                case.id,
+                rung.step.value,
+                now,
+            )
+            if inserted is None:
+                return False
+            variables = {
+                "case_id": case.id,
+                "license_key": case.license_key,
+                "customer_name": row["customer_name"],
+                "servers_active": active,
+                "servers_allowed": allowed,
+                "grace_ends_at": grace_ends_at(case, self._ladder).isoformat(),
+                "disable_at": disable_at(case, self._ladder).isoformat(),
+                "step": rung.step.value,
+            }
+            for action in rung.actions:
+                await self._act(connection, action, case, rung, row, variables, now)
+            await _timeline(
+                connection,
+                case.id,
+                now,
+                f"step:{rung.step.value}",
+                f"escalation step {rung.step.value} ran",
+            )
+        return True
+
+    async def _act(
+        self,
+        connection: asyncpg.Connection,
+        action: Action,
+        case: Case,
+        rung: Rung,
+        row: Any,
+        variables: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        dedupe = f"case:{case.id}:{rung.step.value}"
+        if action is Action.EMAIL_CUSTOMER:
+            await enqueue(
+                connection,
+                dedupe_key=f"{dedupe}:email",
+                channel=Channel.EMAIL,
+                template=_email_template(rung),
+                recipient=row["customer_email"],
+                payload=variables,
+                now=now,
+                case_id=case.id,
+                license_key=case.license_key,
+            )
+        elif action is Action.ALERT_TEAM:
+            payload = {"event": f"case.{rung.step.value}", "severity": severity(case), **variables}
+            await enqueue(
+                connection,
+                dedupe_key=f"{dedupe}:webhook",
+                channel=Channel.WEBHOOK,
+                template=f"case_{rung.step.value}",
+                recipient="fraud-team",
+                payload=payload,
+                now=now,
+                case_id=case.id,
+                license_key=case.license_key,
+            )
+        elif action is Action.PHONE_TASK:
+            await connection.execute(
+                "INSERT INTO phone_tasks (case_id, created_at) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING",
+                case.id,
+                now,
+            )
+        elif action is Action.DISABLE_KEY:
+            await disable_license(
+                connection,
+                case.license_key,
+                now,
+                ACTOR,
+                "multiple servers past the grace period: assumed compromised",
+            )
+
+    async def _resolve(self, case: Case, now: datetime, active: int, allowed: int) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                """UPDATE fraud_cases SET status = 'resolved', stage = 'resolved',
+                       resolved_at = $2, resolution = 'servers back within the limit',
+                       resolved_by = $3, next_due_at = NULL, servers_active = $4,
+                       servers_allowed = $5
+                   WHERE id = $1 AND status = 'open'""",
+                case.id,
+                now,
+                ACTOR,
+                active,
+                allowed,
+            )
+            await _timeline(
+                connection,
+                case.id,
+                now,
+                "resolved",
+                f"resolved by itself: {active} active, {allowed} allowed (R15)",
+            )
+        await self.clear_redis(case.license_key)
+
+    async def _sync_redis(self, case: Case, stage: CaseStage) -> None:
+        lic = self._layout.for_license(case.license_key, 0).license
+        await self._redis.hset(
+            lic,
+            mapping={
+                "stage": stage.value,
+                "grace_ends": repr(grace_ends_at(case, self._ladder).timestamp()),
+                "disable_at": repr(disable_at(case, self._ladder).timestamp()),
+            },
+        )
+        if stage is CaseStage.DISABLED:
+            await self.refresh_license(case.license_key)
+
+    async def clear_redis(self, key: str) -> None:
+        lic = self._layout.for_license(key, 0).license
+        await self._redis.hdel(lic, "stage", "grace_ends", "disable_at", "over")
+
+    async def refresh_license(self, key: str) -> None:
+        row = await self._pool.fetchrow(
+            f"SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.key = $1", key
+        )
+        if row is not None:
+            await self._store.put_license(license_from_row(row))
+
+
+async def disable_license(
+    connection: asyncpg.Connection, key: str, now: datetime, actor: str, reason: str
+) -> None:
+    """PostgreSQL side of disabling (the caller refreshes Redis after the commit)."""
+    before = await connection.fetchval("SELECT status FROM licenses WHERE key = $1", key)
+    await connection.execute(
+        """UPDATE licenses SET status = 'disabled', disabled_reason = $2, disabled_at = $3,
+               updated_at = $3 WHERE key = $1""",
+        key,
+        reason,
+        now,
+    )
+    await connection.execute(
+        "INSERT INTO audit_log (at, actor, action, target, before, after) "
+        "VALUES ($1, $2, 'license.disable', $3, $4, $5)",
+        now,
+        actor,
+        f"license:{key}",
+        orjson.dumps({"status": before}).decode(),
+        orjson.dumps({"status": "disabled", "reason": reason}).decode(),
+    )
+
+
+async def _timeline(
+    connection: asyncpg.Connection,
+    case_id: int,
+    at: datetime,
+    kind: str,
+    note: str,
+    actor: str = ACTOR,
+) -> None:
+    await connection.execute(
+        "INSERT INTO case_events (case_id, at, kind, actor, note) VALUES ($1, $2, $3, $4, $5)",
+        case_id,
+        at,
+        kind,
+        actor,
+        note,
+    )
+
+
+def _email_template(rung: Rung) -> str:
+    return {"grace_over": "grace_over", "reminder": "reminder", "disable": "disabled"}.get(
+        rung.step.value, rung.step.value
+    )
+
+
+OPEN_CASES = """
+SELECT c.*, COALESCE(l.exception_max_servers, l.max_servers) AS allowed,
+       cu.email AS customer_email, cu.name AS customer_name,
+       COALESCE((SELECT array_agg(s.step) FROM case_steps s WHERE s.case_id = c.id), '{}')
+           AS steps_done
+FROM fraud_cases c
+JOIN licenses l ON l.key = c.license_key
+JOIN customers cu ON cu.id = l.customer_id
+WHERE c.status = 'open'
+ORDER BY c.id
+"""
+
+
+def _case_from_row(row: Any) -> Case:
+    from fraud.escalation import Step
+
+    return Case(
+        id=row["id"],
+        license_key=row["license_key"],
+        opened_at=row["opened_at"],
+        stage=CaseStage(row["stage"]),
+        resolved=row["status"] == "resolved",
+        on_hold=row["on_hold"],
+        hold_started_at=row["hold_started_at"],
+        extension=timedelta(seconds=row["extension_seconds"]),
+        steps_done=frozenset(Step(step) for step in row["steps_done"]),
+        leak_suspected=row["leak_suspected"],
+        servers_active=row["servers_active"],
+        servers_allowed=row["servers_allowed"],
+    )

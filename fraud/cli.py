@@ -1,0 +1,121 @@
+"""`fraud-worker`: the worker process (SPEC §10), its composition root.
+
+    fraud-worker            loop until SIGTERM/SIGINT (finishing the pass in hand)
+    fraud-worker --once     one pass of every duty, then exit (tests, cron)
+
+Serves `/healthz` (503 when no pass finished for a minute) and `/metrics` on
+`--port` (default WORKER_PORT or 8082). Channels are configured by SMTP_URL / MAIL_FROM and
+FRAUD_WEBHOOK_URL / FRAUD_WEBHOOK_SECRET; ESCALATION_LADDER (e.g.
+`30:grace_over,37:reminder,44:disable`) overrides the default ladder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from activation.config import Settings, SettingsError
+from activation.runtime import open_resources
+from fraud.escalation import ladder_from_settings
+from fraud.notify.email import SmtpSender
+from fraud.notify.outbox import Channel, Sender
+from fraud.notify.webhook import WebhookSender
+from fraud.worker import Worker
+from metrics import WorkerMetrics
+
+log = logging.getLogger("fraud")
+
+HEALTHY_WITHIN_SECONDS = 60.0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="fraud-worker", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="run one pass and exit")
+    parser.add_argument("--port", type=int, default=None, help="health/metrics port")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"configuration error: {error}")
+    if settings.database_url is None or settings.redis_url is None:
+        sys.exit("DATABASE_URL and REDIS_URL must be set")
+    port = args.port if args.port is not None else int(os.environ.get("WORKER_PORT", "8082"))
+    asyncio.run(run(settings, once=args.once, port=port))
+
+
+@contextlib.asynccontextmanager
+async def build_worker(settings: Settings) -> AsyncIterator[Worker]:
+    ladder = ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    async with (
+        open_resources(settings, signing=False) as resources,
+        aiohttp.ClientSession() as session,
+    ):
+        senders: dict[Channel, Sender] = {}
+        if settings.smtp_url:
+            senders[Channel.EMAIL] = SmtpSender(settings.smtp_url, settings.mail_from)
+        if settings.fraud_webhook_url and settings.fraud_webhook_secret:
+            senders[Channel.WEBHOOK] = WebhookSender(
+                settings.fraud_webhook_url, settings.fraud_webhook_secret, session
+            )
+        yield Worker(resources, ladder, senders, WorkerMetrics())
+
+
+async def run(settings: Settings, *, once: bool, port: int) -> None:
+    async with build_worker(settings) as worker:
+        if once:
+            report = await worker.run_once()
+            print(
+                f"ingested {report.ingested} events, opened {report.cases.opened} cases, "
+                f"steps {report.cases.steps}, resolved {report.cases.resolved}",
+                flush=True,
+            )
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stopping.set)
+        runner = web.AppRunner(health_app(worker), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, port).start()
+        log.info("fraud worker running; health and metrics on http://%s:%d", settings.host, port)
+        try:
+            await worker.run_forever()
+        finally:
+            await runner.cleanup()
+
+
+WORKER = web.AppKey("worker", Worker)
+
+
+def health_app(worker: Worker) -> web.Application:
+    app = web.Application()
+    app[WORKER] = worker
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    worker = request.app[WORKER]
+    age = time.time() - worker.last_pass_at
+    healthy = age < HEALTHY_WITHIN_SECONDS
+    return web.json_response(
+        {"status": "ok" if healthy else "stale", "seconds_since_pass": round(age, 1)},
+        status=200 if healthy else 503,
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    output = generate_latest(request.app[WORKER].metrics.registry)
+    return web.Response(body=output, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,321 @@
+"""Durable ingest: the shard streams of activation events → PostgreSQL, exactly once.
+
+- Redis Streams consumer group `ingest` over every shard stream; several workers share it.
+- A batch is written in ONE PostgreSQL transaction (events `ON CONFLICT (event_id) DO NOTHING`,
+  installations upserted) and acknowledged only after the commit: a crash before the ack means
+  redelivery, and the unique event id makes the replay a no-op (at-least-once delivery,
+  idempotent writes → exactly one row per acknowledged activation).
+- Entries pending on a consumer that died are reclaimed after `min_idle_ms` (longer than the
+  slowest normal batch) with XAUTOCLAIM.
+- An entry that cannot be written (malformed, or rejected by PostgreSQL on its own) goes to the
+  `dead_letters` table and is acknowledged, so it never blocks the rest.
+- Streams are trimmed only below the oldest entry some group has not acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+GROUP = "ingest"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    stream: str
+    entry_id: bytes
+    event_id: str
+    op: str
+    license_key: str
+    fingerprint: str
+    hostname: str
+    version: str
+    ip: str
+    at: datetime
+    servers_active: int
+    servers_allowed: int
+    recent_servers: int
+
+
+@dataclass
+class IngestReport:
+    events: list[Event] = field(default_factory=list)
+    inserted: int = 0
+    dead: int = 0
+    reclaimed: int = 0
+
+
+def parse_entry(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+    def text(name: bytes) -> str:
+        return fields[name].decode()
+
+    return Event(
+        stream=stream,
+        entry_id=entry_id,
+        event_id=text(b"id"),
+        op=text(b"op"),
+        license_key=text(b"key"),
+        fingerprint=text(b"fp"),
+        hostname=text(b"host"),
+        version=text(b"ver"),
+        ip=text(b"ip"),
+        at=datetime.fromtimestamp(float(fields[b"at"]), UTC),
+        servers_active=int(fields[b"active"]),
+        servers_allowed=int(fields[b"allowed"]),
+        recent_servers=int(fields.get(b"recent", b"0")),
+    )
+
+
+class StreamIngest:
+    def __init__(
+        self,
+        redis: Redis,
+        pool: asyncpg.Pool,
+        streams: Sequence[str],
+        consumer: str,
+        *,
+        batch_size: int = 1000,
+        min_idle_ms: int = 30_000,
+        cluster: bool = False,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._streams = list(streams)
+        self._consumer = consumer
+        self._batch_size = batch_size
+        self._min_idle_ms = min_idle_ms
+        self._cluster = cluster
+        self._groups_ready = False
+
+    async def ensure_groups(self) -> None:
+        if self._groups_ready:
+            return
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except redis_errors.ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+        self._groups_ready = True
+
+    async def run_once(self) -> IngestReport:
+        """Reclaim what dead consumers left, then read and store one batch per stream."""
+        await self.ensure_groups()
+        report = IngestReport()
+        entries = await self._reclaim()
+        report.reclaimed = len(entries)
+        entries += await self._read_new()
+        if entries:
+            await self._store(entries, report)
+        return report
+
+    async def _read_new(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
+        found: list[tuple[str, bytes, dict[bytes, bytes]]] = []
+        replies: Any
+        if self._cluster:
+            replies = []
+            for stream in self._streams:
+                replies += await self._redis.xreadgroup(
+                    GROUP, self._consumer, {stream: ">"}, count=self._batch_size
+                )
+        else:
+            replies = await self._redis.xreadgroup(
+                GROUP, self._consumer, dict.fromkeys(self._streams, ">"), count=self._batch_size
+            )
+        for stream, items in replies or []:
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            found += [(name, entry_id, fields) for entry_id, fields in items if fields]
+        return found
+
+    async def _reclaim(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
+        found: list[tuple[str, bytes, dict[bytes, bytes]]] = []
+        for stream in self._streams:
+            reply = await self._redis.xautoclaim(
+                stream, GROUP, self._consumer, self._min_idle_ms, "0-0", count=self._batch_size
+            )
+            found += [(stream, entry_id, fields) for entry_id, fields in reply[1] if fields]
+            for deleted in reply[2] if len(reply) > 2 else []:
+                await self._redis.xack(stream, GROUP, deleted)
+        return found
+
+    async def _store(
+        self, entries: list[tuple[str, bytes, dict[bytes, bytes]]], report: IngestReport
+    ) -> None:
+        events: list[Event] = []
+        dead: list[tuple[str, bytes, dict[bytes, bytes], str]] = []
+        for stream, entry_id, fields in entries:
+            try:
+                events.append(parse_entry(stream, entry_id, fields))
+            except (KeyError, ValueError, UnicodeDecodeError) as error:
+                dead.append((stream, entry_id, fields, f"malformed entry: {error!r}"))
+        try:
+            report.inserted += await self._write(events)
+            report.events += events
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+            # One bad event must not block the batch: write them one by one to find it.
+            for event in events:
+                try:
+                    report.inserted += await self._write([event])
+                    report.events.append(event)
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+                    dead.append((event.stream, event.entry_id, {}, repr(error)))
+        if dead:
+            await self._dead_letter(dead)
+            report.dead += len(dead)
+        await self._ack([(e.stream, e.entry_id) for e in events] + [(d[0], d[1]) for d in dead])
+
+    async def _write(self, events: list[Event]) -> int:
+        if not events:
+            return 0
+        async with self._pool.acquire() as connection, connection.transaction():
+            inserted = await connection.fetchval(INSERT_EVENTS, *_event_columns(events))
+            await connection.execute(UPSERT_INSTALLATIONS, *_installation_columns(events))
+            return int(inserted)
+
+    async def _dead_letter(self, dead: list[tuple[str, bytes, dict[bytes, bytes], str]]) -> None:
+        async with self._pool.acquire() as connection:
+            await connection.executemany(
+                "INSERT INTO dead_letters (stream, entry_id, fields, error) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (stream, entry_id) DO NOTHING",
+                [
+                    (
+                        stream,
+                        entry_id.decode(),
+                        orjson.dumps(
+                            {
+                                k.decode(errors="replace"): v.decode(errors="replace")
+                                for k, v in fields.items()
+                            }
+                        ).decode(),
+                        error,
+                    )
+                    for stream, entry_id, fields, error in dead
+                ],
+            )
+        log.warning("dead-lettered %d stream entries", len(dead))
+
+    async def _ack(self, acked: list[tuple[str, bytes]]) -> None:
+        by_stream: dict[str, list[bytes]] = {}
+        for stream, entry_id in acked:
+            by_stream.setdefault(stream, []).append(entry_id)
+        for stream, ids in by_stream.items():
+            await self._redis.xack(stream, GROUP, *ids)
+
+    async def trim(self) -> int:
+        """Drop entries every group has acknowledged (XTRIM MINID below the oldest pending)."""
+        removed = 0
+        for stream in self._streams:
+            floor = await self._safe_floor(stream)
+            if floor is not None:
+                removed += int(await self._redis.xtrim(stream, minid=floor, approximate=False))
+        return removed
+
+    async def _safe_floor(self, stream: str) -> str | None:
+        floors: list[tuple[int, int]] = []
+        for group in await self._redis.xinfo_groups(stream):
+            name = group["name"]
+            pending = await self._redis.xpending(stream, name)
+            if pending["pending"]:
+                floors.append(_id_tuple(pending["min"]))
+            else:
+                last = _id_tuple(group["last-delivered-id"])
+                floors.append((last[0], last[1] + 1))
+        if not floors:
+            return None
+        low = min(floors)
+        return f"{low[0]}-{low[1]}"
+
+    async def lag(self) -> tuple[int, int]:
+        """(entries not yet delivered to the group, entries delivered but not acknowledged)."""
+        waiting = pending = 0
+        for stream in self._streams:
+            for group in await self._redis.xinfo_groups(stream):
+                if group["name"] in (GROUP, GROUP.encode()):
+                    waiting += int(group.get("lag") or 0)
+                    pending += int(group["pending"])
+        return waiting, pending
+
+
+def _id_tuple(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    millis, _, seq = text.partition("-")
+    return int(millis), int(seq or 0)
+
+
+INSERT_EVENTS = """
+WITH inserted AS (
+    INSERT INTO activation_events
+        (event_id, license_key, kind, fingerprint, hostname, ip, version, occurred_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::timestamptz[])
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM inserted
+"""
+
+UPSERT_INSTALLATIONS = """
+INSERT INTO installations AS i
+    (license_key, fingerprint, hostname, ip, version, first_seen_at, last_seen_at, deactivated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+ON CONFLICT (license_key, fingerprint) DO UPDATE SET
+    first_seen_at = LEAST(i.first_seen_at, EXCLUDED.first_seen_at),
+    last_seen_at = GREATEST(i.last_seen_at, EXCLUDED.last_seen_at),
+    hostname = CASE WHEN EXCLUDED.last_seen_at >= i.last_seen_at AND EXCLUDED.hostname <> ''
+                    THEN EXCLUDED.hostname ELSE i.hostname END,
+    ip = CASE WHEN EXCLUDED.last_seen_at >= i.last_seen_at AND EXCLUDED.ip <> ''
+              THEN EXCLUDED.ip ELSE i.ip END,
+    version = CASE WHEN EXCLUDED.last_seen_at >= i.last_seen_at AND EXCLUDED.version <> ''
+                   THEN EXCLUDED.version ELSE i.version END,
+    deactivated_at = CASE
+        WHEN EXCLUDED.deactivated_at IS NOT NULL
+             AND EXCLUDED.deactivated_at >= GREATEST(i.last_seen_at, EXCLUDED.last_seen_at)
+        THEN EXCLUDED.deactivated_at
+        WHEN EXCLUDED.last_seen_at > COALESCE(i.deactivated_at, '-infinity') THEN NULL
+        ELSE i.deactivated_at END
+"""
+
+
+def _event_columns(events: list[Event]) -> list[list[Any]]:
+    return [
+        [e.event_id for e in events],
+        [e.license_key for e in events],
+        ["activation" if e.op == "a" else "deactivation" for e in events],
+        [e.fingerprint for e in events],
+        [e.hostname for e in events],
+        [e.ip for e in events],
+        [e.version for e in events],
+        [e.at for e in events],
+    ]
+
+
+def _installation_columns(events: list[Event]) -> list[list[Any]]:
+    """One row per (license, server): a statement may not update the same row twice."""
+    rows: dict[tuple[str, str], list[Any]] = {}
+    for e in sorted(events, key=lambda event: event.at):
+        row = rows.get((e.license_key, e.fingerprint))
+        if row is None:
+            row = [e.license_key, e.fingerprint, "", "", "", e.at, e.at, None]
+            rows[(e.license_key, e.fingerprint)] = row
+        if e.op == "a":
+            row[2:5] = [e.hostname, e.ip, e.version]
+            row[6] = e.at
+            row[7] = None
+        else:
+            row[7] = e.at
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for row in rows.values():
+        for index, value in enumerate(row):
+            columns[index].append(value)
+    return columns

@@ -1,0 +1,147 @@
+"""The fraud worker: a thin loop around one testable pass.
+
+`Worker.run_once()` reads the clock once and does every duty in order: drain the activation
+streams into PostgreSQL, open cases for keys over their limit and flag leaks, evaluate open
+cases (escalation, auto-resolution), send due notifications, M&S duties. `run_forever()`
+repeats it until SIGTERM, finishing the pass in hand (drain) before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from activation.runtime import Resources
+from fraud.case_runner import CaseReport, CaseRunner
+from fraud.escalation import Ladder
+from fraud.ingest import IngestReport, StreamIngest
+from fraud.ms_duties import DutyReport, MsDuties
+from fraud.notify.outbox import Channel, Sender, SendReport, send_due
+from metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassReport:
+    ingested: int = 0
+    reclaimed: int = 0
+    dead: int = 0
+    cases: CaseReport = field(default_factory=CaseReport)
+    notifications: SendReport | None = None
+    duties: DutyReport = field(default_factory=DutyReport)
+
+
+class Worker:
+    def __init__(
+        self,
+        resources: Resources,
+        ladder: Ladder,
+        senders: Mapping[Channel, Sender],
+        metrics: WorkerMetrics,
+        *,
+        consumer: str | None = None,
+        batch_size: int = 1000,
+        min_idle_ms: int = 30_000,
+    ) -> None:
+        settings = resources.settings
+        self.resources = resources
+        self.metrics = metrics
+        self.ingest = StreamIngest(
+            resources.redis,
+            resources.pool,
+            resources.layout.streams(),
+            consumer or f"{socket.gethostname()}-{os.getpid()}",
+            batch_size=batch_size,
+            min_idle_ms=min_idle_ms,
+            cluster=settings.redis_cluster,
+        )
+        self.cases = CaseRunner(
+            resources.pool,
+            resources.redis,
+            resources.layout,
+            resources.store,
+            ladder,
+            active_window=settings.active_window,
+            leak_threshold=settings.leak_threshold,
+        )
+        self.duties = MsDuties(resources.pool, resources.store)
+        self.senders = senders
+        self.stopping = asyncio.Event()
+        self.last_pass_at = 0.0
+
+    async def drain_streams(self, report: PassReport) -> None:
+        now = await self.resources.clock.now()
+        while True:
+            batch: IngestReport = await self.ingest.run_once()
+            report.ingested += batch.inserted
+            report.reclaimed += batch.reclaimed
+            report.dead += batch.dead
+            self.metrics.events_ingested.inc(batch.inserted)
+            self.metrics.events_reclaimed.inc(batch.reclaimed)
+            self.metrics.dead_letters.inc(batch.dead)
+            opened = await self.cases.open_from_events(batch.events, now)
+            report.cases.opened += opened.opened
+            report.cases.leaks += opened.leaks
+            self.metrics.cases_opened.inc(opened.opened)
+            if not batch.events and not batch.dead:
+                return
+
+    async def run_once(self) -> PassReport:
+        started = time.perf_counter()
+        report = PassReport()
+        await self.drain_streams(report)
+        now = await self.resources.clock.now()
+        evaluated = await self.cases.evaluate_open(now)
+        report.cases.resolved = evaluated.resolved
+        report.cases.steps = evaluated.steps
+        report.cases.disabled = evaluated.disabled
+        for step, count in evaluated.steps.items():
+            self.metrics.escalation_steps.labels(step).inc(count)
+        self.metrics.keys_disabled.labels("fraud_escalation").inc(evaluated.disabled)
+        report.duties = await self.duties.run(now)
+        self.metrics.ms_reminders.inc(report.duties.reminders)
+        report.notifications = await send_due(self.resources.pool, self.senders, now)
+        for (channel, outcome), count in report.notifications.counts().items():
+            self.metrics.notifications.labels(channel, outcome).inc(count)
+        await self._observe()
+        self.metrics.pass_duration.observe(time.perf_counter() - started)
+        self.last_pass_at = time.time()
+        return report
+
+    async def _observe(self) -> None:
+        waiting, pending = await self.ingest.lag()
+        self.metrics.stream_lag.set(waiting)
+        self.metrics.stream_pending.set(pending)
+        rows = await self.resources.pool.fetch(
+            "SELECT stage, count(*) AS n FROM fraud_cases GROUP BY stage"
+        )
+        counts = {row["stage"]: row["n"] for row in rows}
+        for stage in ("grace", "overdue", "disabled", "resolved"):
+            self.metrics.cases.labels(stage).set(counts.get(stage, 0))
+
+    async def run_forever(self, idle_sleep: float = 0.5, trim_every: float = 10.0) -> None:
+        last_trim = 0.0
+        while not self.stopping.is_set():
+            try:
+                report = await self.run_once()
+                if time.monotonic() - last_trim > trim_every:
+                    await self.ingest.trim()
+                    last_trim = time.monotonic()
+            except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                # Fail-closed per pass: nothing was acknowledged that was not committed.
+                log.warning("worker pass failed, retrying: %r", error)
+                report = PassReport()
+            if report.ingested == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), idle_sleep)
+        log.info("worker stopped after finishing its pass")
