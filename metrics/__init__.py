@@ -86,14 +86,18 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.cases = Gauge(
-            "cases", "Fraud cases by stage (open cases, and resolved ones).", ["stage"],
+            "cases",
+            "Fraud cases by stage (open cases, and resolved ones).",
+            ["stage"],
             registry=self.registry,
         )
         self.cases_opened = Counter(
             "cases_opened_total", "Fraud cases opened.", registry=self.registry
         )
         self.escalation_steps = Counter(
-            "escalation_steps_total", "Escalation steps run, by step.", ["step"],
+            "escalation_steps_total",
+            "Escalation steps run, by step.",
+            ["step"],
             registry=self.registry,
         )
         self.notifications = Counter(
@@ -103,7 +107,9 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.keys_disabled = Counter(
-            "keys_disabled_total", "License keys disabled, by reason.", ["reason"],
+            "keys_disabled_total",
+            "License keys disabled, by reason.",
+            ["reason"],
             registry=self.registry,
         )
         self.ms_reminders = Counter(

@@ -5,12 +5,8 @@ verifies the Standard Webhooks signature."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
@@ -18,10 +14,6 @@ import asyncpg
 import jinja2
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from activation.runtime import Resources
 from fraud.notify import (
@@ -40,9 +32,9 @@ from fraud.notify import (
     verify,
     webhook_id,
 )
+from tests.integration.receivers import SECRET, Receiver, Smtp, free_port
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 GRACE_OVER = {
     "license_key": "ABCDE-FGHIJ-KLMNO-PQRST-UVWXY",
     "servers_active": 3,
@@ -58,77 +50,6 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "ms_reminder": {"license_key": "K1", "ms_covered_through": "2027-08-31", "days_left": 30},
     "ms_lapsed": {"license_key": "K1", "ms_covered_through": "2027-08-31"},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.recipients: list[list[str]] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        parsed = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 Message accepted"
-
-
-@dataclass
-class Smtp:
-    url: str
-    mailbox: _Mailbox
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    mailbox = _Mailbox()
-    port = _free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield Smtp(f"smtp://127.0.0.1:{port}", mailbox)
-    finally:
-        controller.stop()
-
-
-@dataclass
-class Receiver:
-    url: str
-    status: int = 200
-    requests: list[tuple[dict[str, str], bytes, bool]] = field(default_factory=list)
-
-    @property
-    def ids(self) -> list[str]:
-        return [headers["webhook-id"] for headers, _, _ in self.requests]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver(url="")
-
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        state.requests.append((headers, body, verify(SECRET, request.headers, body)))
-        return web.Response(status=state.status)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    state.url = str(server.make_url("/hook"))
-    try:
-        yield state
-    finally:
-        await server.close()
 
 
 @pytest.fixture
@@ -334,7 +255,7 @@ async def test_smtp_server_down_means_retry_later_not_an_exception(
     pool = resources.pool
     key = "ms:K1:2027-08-31:30:email"
     await _enqueue(pool, key, Channel.EMAIL, template="ms_reminder", payload=SAMPLES["ms_reminder"])
-    down = _senders(f"smtp://127.0.0.1:{_free_port()}")
+    down = _senders(f"smtp://127.0.0.1:{free_port()}")
 
     report = await send_due(pool, down, NOW)
 
