@@ -18,13 +18,17 @@ import logging
 import multiprocessing
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
 
 from activation.config import Settings, SettingsError
 from activation.store.migrate import migrate
+
+if TYPE_CHECKING:
+    from activation.runtime import Resources
 
 log = logging.getLogger("activation")
 
@@ -91,8 +95,14 @@ async def _rebuild_cache(settings: Settings) -> int:
         return len(rows)
 
 
-def serve(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Run both apps in this process until SIGTERM/SIGINT."""
+Companion = Callable[["Resources", asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def serve(
+    settings: Settings, *, reuse_port: bool = False, companion: Companion | None = None
+) -> None:
+    """Run both apps in this process until SIGTERM/SIGINT; `companion` (activation-dev's
+    worker) runs beside them on the same resources until the stop event is set."""
     try:
         import uvloop
 
@@ -100,10 +110,10 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
         runner = asyncio.Runner()
     with runner:
-        runner.run(_serve(settings, reuse_port=reuse_port))
+        runner.run(_serve(settings, reuse_port=reuse_port, companion=companion))
 
 
-async def _serve(settings: Settings, *, reuse_port: bool) -> None:
+async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion | None) -> None:
     from activation.admin.app import create_admin_app
     from activation.api.app import create_public_app
     from activation.runtime import open_resources
@@ -134,7 +144,10 @@ async def _serve(settings: Settings, *, reuse_port: bool) -> None:
             settings.host,
             settings.admin_port,
         )
+        companion_task = asyncio.create_task(companion(resources, stop)) if companion else None
         await stop.wait()
+        if companion_task is not None:
+            await companion_task
         for runner in runners:
             await runner.cleanup()
 

