@@ -110,6 +110,7 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: dict[str, int]
+    others_cpu: float = 0.0
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -152,6 +153,62 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
+SHARED_SERVICES = {"redis-server", "postgres"}
+
+
+def _process_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, command name, CPU ticks used so far)."""
+    table: dict[int, tuple[int, str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.find("(") + 1 : raw.rfind(")")]
+        fields = raw[raw.rfind(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]))
+    return table
+
+
+class OthersCpu:
+    """CPU used by programs that are neither this benchmark's processes nor the shared Redis
+    and PostgreSQL, as a share of all CPUs, over a `with` block: other people's load on the
+    machine, which skews every number measured meanwhile."""
+
+    def __enter__(self) -> OthersCpu:
+        self.share = float("nan")
+        self._started = time.monotonic()
+        try:
+            self._before = _process_table()
+        except OSError:
+            self._before = {}
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self._before:
+            return
+        after = _process_table()
+        own = {os.getpid()}
+        changed = True
+        while changed:
+            changed = False
+            for pid, (parent, _, _) in after.items():
+                if parent in own and pid not in own:
+                    own.add(pid)
+                    changed = True
+        ticks = 0
+        for pid, (_, name, used) in after.items():
+            if pid in own or name in SHARED_SERVICES:
+                continue
+            before = self._before.get(pid)
+            ticks += used - (before[2] if before and before[1] == name else 0)
+        elapsed = time.monotonic() - self._started
+        capacity = elapsed * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+        self.share = round(ticks / capacity, 3) if capacity > 0 else float("nan")
+
+
 def run_wrk(
     wrk: str,
     url: str,
@@ -175,10 +232,13 @@ def run_wrk(
     if rate is not None:
         command.insert(1, f"-R{round(rate)}")
     command += [url, "--", str(bodies_lua)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    with OthersCpu() as others:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return parse_wrk(result.stdout)
+    parsed = parse_wrk(result.stdout)
+    parsed.others_cpu = others.share
+    return parsed
 
 
 # --------------------------------------------------------------------------- data
@@ -483,6 +543,7 @@ class Summary:
     p99_ms: float
     non_2xx: int
     socket_errors: int
+    others_cpu_max: float
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -493,6 +554,7 @@ def summarise(results: list[WrkResult]) -> Summary:
         p99_ms=round(statistics.median(r.p99_ms for r in results), 3),
         non_2xx=sum(r.non_2xx for r in results),
         socket_errors=sum(sum(r.socket_errors.values()) for r in results),
+        others_cpu_max=max(r.others_cpu for r in results),
         runs=[asdict(r) for r in results],
     )
 
@@ -517,6 +579,7 @@ def half_load(
             "p99_ms": result.p99_ms,
             "non_2xx": result.non_2xx,
             "socket_errors": result.socket_errors,
+            "others_cpu": result.others_cpu,
         }
     command = [
         sys.executable,
@@ -534,10 +597,11 @@ def half_load(
         "--bodies",
         str(bodies_json),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=args.duration + 60)
+    with OthersCpu() as others:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=args.duration + 60)
     if result.returncode != 0:
         raise RuntimeError(f"openloop.py failed:\n{result.stdout}\n{result.stderr}")
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "others_cpu": others.share}
 
 
 @dataclass
@@ -643,7 +707,7 @@ def bench_processes(
                 say(
                     f"  run {run + 1}/{args.runs} {label:<14} {result.requests_per_second:>9.1f}"
                     f" req/s  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms"
-                    f"  non-2xx {result.non_2xx}"
+                    f"  non-2xx {result.non_2xx}  others' CPU {result.others_cpu:.0%}"
                 )
         bare = summarise(bare_runs)
         rows = []
@@ -654,7 +718,8 @@ def bench_processes(
             half = half_load(target.url, rate, args, bodies_lua, bodies_json, wrk2)
             say(
                 f"  half load {target.label}: p50 {half['p50_ms']} ms  p99 {half['p99_ms']} ms"
-                f" (achieved {half['achieved_rate']} req/s, non-2xx {half.get('non_2xx')})"
+                f" (achieved {half['achieved_rate']} req/s, non-2xx {half.get('non_2xx')},"
+                f" others' CPU {half['others_cpu']:.0%})"
             )
             rows.append(
                 {
@@ -705,7 +770,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         f"{'procs':>5} {'hot client':<10} | {'bare req/s':>10} {'p50':>7} {'p99':>7} |"
         f" {'activ. req/s':>12} {'p50':>7} {'p99':>7} | {'ratio':>5} |"
-        f" {'half-load req/s':>15} {'p50':>7} {'p99':>7} | {'non-2xx':>7}"
+        f" {'half-load req/s':>15} {'p50':>7} {'p99':>7} | {'non-2xx':>7} | {'others':>6}"
     )
     print()
     print(header)
@@ -713,17 +778,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for row in results:
         bare, act, half = row["bare"], row["activations"], row["half_load"]
         non_2xx = bare["non_2xx"] + act["non_2xx"] + int(half.get("non_2xx", 0))
+        others = max(bare["others_cpu_max"], act["others_cpu_max"], half.get("others_cpu", 0))
         print(
             f"{row['processes']:>5} {row['hot_client']:<10} |"
             f" {bare['requests_per_second']:>10.0f} {bare['p50_ms']:>5.2f}ms"
             f" {bare['p99_ms']:>5.2f}ms | {act['requests_per_second']:>12.0f}"
             f" {act['p50_ms']:>5.2f}ms {act['p99_ms']:>5.2f}ms | {row['ratio']:>5.2f} |"
             f" {half['achieved_rate']:>15.0f} {half['p50_ms']:>5.2f}ms {half['p99_ms']:>5.2f}ms"
-            f" | {non_2xx:>7}"
+            f" | {non_2xx:>7} | {others:>6.0%}"
         )
     print(
         "ratio = activations / bare req/s (medians of interleaved wrk runs); half load ="
-        " fixed-rate open loop at half the activation median."
+        " fixed-rate open loop at half the activation median; others = the most CPU other"
+        " programs used during any of the row's runs (share of all CPUs; > 5% = noisy)."
     )
     print()
 

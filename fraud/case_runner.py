@@ -26,11 +26,20 @@ from redis.asyncio import Redis
 from activation.licensing.model import CaseStage
 from activation.store.keys import KeyLayout
 from activation.store.redis_store import ActivationStore
-from activation.store.registry import LICENSE_COLUMNS, license_from_row
-from fraud.cases import Case, disable_at, evaluate, grace_ends_at, is_leak, severity
+from fraud.cases import (
+    Case,
+    apply_evaluation,
+    disable_at,
+    evaluate,
+    grace_ends_at,
+    is_leak,
+    severity,
+)
 from fraud.escalation import Action, Ladder, Rung
 from fraud.ingest import Event
 from fraud.notify.outbox import Channel, enqueue
+from fraud.review.queries import CASE_SELECT, case_from_row
+from fraud.review.summary import active_servers, clear_summary, refresh_license, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -156,79 +165,95 @@ class CaseRunner:
     # -- evaluation ------------------------------------------------------------------------
 
     async def evaluate_open(self, now: datetime) -> CaseReport:
+        """Every open case, each in its own transaction holding the case row's lock, so a
+        reviewer's action and the worker never interleave on one case."""
         report = CaseReport()
-        rows = await self._pool.fetch(OPEN_CASES)
-        for row in rows:
-            case = _case_from_row(row)
-            active = await self._active_servers(case.license_key, now)
-            allowed = int(row["allowed"])
+        ids = await self._pool.fetch("SELECT id FROM fraud_cases WHERE status = 'open' ORDER BY id")
+        for row in ids:
+            await self._evaluate_one(row["id"], now, report)
+        return report
+
+    async def _evaluate_one(self, case_id: int, now: datetime, report: CaseReport) -> None:
+        cutoff = now - self._window
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                f"{CASE_SELECT} WHERE c.id = $1 FOR UPDATE OF c", case_id
+            )
+            if row is None or row["status"] != "open":
+                return
+            case = case_from_row(row)
+            allowed = await connection.fetchval(
+                "SELECT COALESCE(exception_max_servers, max_servers) FROM licenses WHERE key = $1",
+                case.license_key,
+            )
+            active = await active_servers(self._redis, self._layout, case.license_key, cutoff)
             result = evaluate(
                 case, servers_active=active, servers_allowed=allowed, now=now, ladder=self._ladder
             )
             if result.resolve:
-                await self._resolve(case, now, active, allowed)
+                await self._resolve(connection, case, now, active, allowed)
                 report.resolved += 1
-                continue
-            ran = []
-            for rung in result.rungs:
-                if await self._run_rung(case, rung, row, now, active, allowed):
-                    ran.append(rung)
+            else:
+                for rung in result.rungs:
+                    await self._run_rung(connection, case, rung, row, now, active, allowed)
                     report.steps[rung.step.value] = report.steps.get(rung.step.value, 0) + 1
-            stage = result.stage
-            async with self._pool.acquire() as connection:
+                    if Action.DISABLE_KEY in rung.actions:
+                        report.disabled += 1
                 await connection.execute(
                     """UPDATE fraud_cases SET stage = $2, next_due_at = $3,
                            servers_active = $4, servers_allowed = $5 WHERE id = $1""",
                     case.id,
-                    stage.value,
+                    result.stage.value,
                     result.next_due_at,
                     active,
                     allowed,
                 )
-            if any(Action.DISABLE_KEY in rung.actions for rung in ran):
-                report.disabled += 1
-            await self._sync_redis(case, stage)
-        return report
-
-    async def _active_servers(self, key: str, now: datetime) -> int:
-        installations = self._layout.for_license(key, 0).installations
-        cutoff = (now - self._window).timestamp()
-        return int(await self._redis.zcount(installations, cutoff, "+inf"))
+            updated = apply_evaluation(case, result, now=now)
+        # After the commit: Redis follows PostgreSQL (re-written every pass, so it heals).
+        if updated.resolved:
+            await clear_summary(self._redis, self._layout, case.license_key)
+            return
+        await write_summary(self._redis, self._layout, updated, self._ladder)
+        if updated.stage is CaseStage.DISABLED:
+            await refresh_license(self._pool, self._store, case.license_key)
 
     async def _run_rung(
-        self, case: Case, rung: Rung, row: Any, now: datetime, active: int, allowed: int
-    ) -> bool:
-        """Record the step and its effects in one transaction; False if it ran before."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            inserted = await connection.fetchval(
-                "INSERT INTO case_steps (case_id, step, ran_at) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                case.id,
-                rung.step.value,
-                now,
-            )
-            if inserted is None:
-                return False
-            variables = {
-                "case_id": case.id,
-                "license_key": case.license_key,
-                "customer_name": row["customer_name"],
-                "servers_active": active,
-                "servers_allowed": allowed,
-                "grace_ends_at": grace_ends_at(case, self._ladder).isoformat(),
-                "disable_at": disable_at(case, self._ladder).isoformat(),
-                "step": rung.step.value,
-            }
-            for action in rung.actions:
-                await self._act(connection, action, case, rung, row, variables, now)
-            await _timeline(
-                connection,
-                case.id,
-                now,
-                f"step:{rung.step.value}",
-                f"escalation step {rung.step.value} ran",
-            )
-        return True
+        self,
+        connection: asyncpg.Connection,
+        case: Case,
+        rung: Rung,
+        row: Any,
+        now: datetime,
+        active: int,
+        allowed: int,
+    ) -> None:
+        """Record the step with its effects, in the case's transaction (the row lock makes the
+        step's primary key a second guard, not the only one)."""
+        await connection.execute(
+            "INSERT INTO case_steps (case_id, step, ran_at) VALUES ($1, $2, $3)",
+            case.id,
+            rung.step.value,
+            now,
+        )
+        variables = {
+            "case_id": case.id,
+            "license_key": case.license_key,
+            "customer_name": row["customer_name"],
+            "servers_active": active,
+            "servers_allowed": allowed,
+            "grace_ends_at": grace_ends_at(case, self._ladder).isoformat(),
+            "disable_at": disable_at(case, self._ladder).isoformat(),
+            "step": rung.step.value,
+        }
+        for action in rung.actions:
+            await self._act(connection, action, case, rung, row, variables, now)
+        await _timeline(
+            connection,
+            case.id,
+            now,
+            f"step:{rung.step.value}",
+            f"escalation step {rung.step.value} ran",
+        )
 
     async def _act(
         self,
@@ -282,52 +307,28 @@ class CaseRunner:
                 "multiple servers past the grace period: assumed compromised",
             )
 
-    async def _resolve(self, case: Case, now: datetime, active: int, allowed: int) -> None:
-        async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute(
-                """UPDATE fraud_cases SET status = 'resolved', stage = 'resolved',
-                       resolved_at = $2, resolution = 'servers back within the limit',
-                       resolved_by = $3, next_due_at = NULL, servers_active = $4,
-                       servers_allowed = $5
-                   WHERE id = $1 AND status = 'open'""",
-                case.id,
-                now,
-                ACTOR,
-                active,
-                allowed,
-            )
-            await _timeline(
-                connection,
-                case.id,
-                now,
-                "resolved",
-                f"resolved by itself: {active} active, {allowed} allowed (R15)",
-            )
-        await self.clear_redis(case.license_key)
-
-    async def _sync_redis(self, case: Case, stage: CaseStage) -> None:
-        lic = self._layout.for_license(case.license_key, 0).license
-        await self._redis.hset(
-            lic,
-            mapping={
-                "stage": stage.value,
-                "grace_ends": repr(grace_ends_at(case, self._ladder).timestamp()),
-                "disable_at": repr(disable_at(case, self._ladder).timestamp()),
-            },
+    async def _resolve(
+        self, connection: asyncpg.Connection, case: Case, now: datetime, active: int, allowed: int
+    ) -> None:
+        await connection.execute(
+            """UPDATE fraud_cases SET status = 'resolved', stage = 'resolved',
+                   resolved_at = $2, resolution = 'servers back within the limit',
+                   resolved_by = $3, next_due_at = NULL, servers_active = $4,
+                   servers_allowed = $5, on_hold = false
+               WHERE id = $1""",
+            case.id,
+            now,
+            ACTOR,
+            active,
+            allowed,
         )
-        if stage is CaseStage.DISABLED:
-            await self.refresh_license(case.license_key)
-
-    async def clear_redis(self, key: str) -> None:
-        lic = self._layout.for_license(key, 0).license
-        await self._redis.hdel(lic, "stage", "grace_ends", "disable_at", "over")
-
-    async def refresh_license(self, key: str) -> None:
-        row = await self._pool.fetchrow(
-            f"SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.key = $1", key
+        await _timeline(
+            connection,
+            case.id,
+            now,
+            "resolved",
+            f"resolved by itself: {active} active, {allowed} allowed (R15)",
         )
-        if row is not None:
-            await self._store.put_license(license_from_row(row))
 
 
 async def disable_license(
@@ -374,36 +375,4 @@ async def _timeline(
 def _email_template(rung: Rung) -> str:
     return {"grace_over": "grace_over", "reminder": "reminder", "disable": "disabled"}.get(
         rung.step.value, rung.step.value
-    )
-
-
-OPEN_CASES = """
-SELECT c.*, COALESCE(l.exception_max_servers, l.max_servers) AS allowed,
-       cu.email AS customer_email, cu.name AS customer_name,
-       COALESCE((SELECT array_agg(s.step) FROM case_steps s WHERE s.case_id = c.id), '{}')
-           AS steps_done
-FROM fraud_cases c
-JOIN licenses l ON l.key = c.license_key
-JOIN customers cu ON cu.id = l.customer_id
-WHERE c.status = 'open'
-ORDER BY c.id
-"""
-
-
-def _case_from_row(row: Any) -> Case:
-    from fraud.escalation import Step
-
-    return Case(
-        id=row["id"],
-        license_key=row["license_key"],
-        opened_at=row["opened_at"],
-        stage=CaseStage(row["stage"]),
-        resolved=row["status"] == "resolved",
-        on_hold=row["on_hold"],
-        hold_started_at=row["hold_started_at"],
-        extension=timedelta(seconds=row["extension_seconds"]),
-        steps_done=frozenset(Step(step) for step in row["steps_done"]),
-        leak_suspected=row["leak_suspected"],
-        servers_active=row["servers_active"],
-        servers_allowed=row["servers_allowed"],
     )

@@ -6,7 +6,10 @@
 Serves `/healthz` (503 when no pass finished for a minute) and `/metrics` on
 `--port` (default WORKER_PORT or 8082). Channels are configured by SMTP_URL / MAIL_FROM and
 FRAUD_WEBHOOK_URL / FRAUD_WEBHOOK_SECRET; ESCALATION_LADDER (e.g.
-`30:grace_over,37:reminder,44:disable`) overrides the default ladder.
+`30:grace_over,37:reminder,44:disable`) overrides the default ladder. INGEST_BATCH_SIZE
+(entries read per stream per batch, default 1000) and INGEST_MIN_IDLE_MS (how long an entry must
+sit unacknowledged on a consumer before another consumer takes it over, default 30000: longer
+than the slowest normal batch) tune the stream ingest.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -47,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        ingest_options(os.environ)
     except SettingsError as error:
         sys.exit(f"configuration error: {error}")
     if settings.database_url is None or settings.redis_url is None:
@@ -62,7 +66,30 @@ async def build_worker(settings: Settings) -> AsyncIterator[Worker]:
         open_resources(settings, signing=False) as resources,
         aiohttp.ClientSession() as session,
     ):
-        yield Worker(resources, ladder, build_senders(settings, session), WorkerMetrics())
+        batch_size, min_idle_ms = ingest_options(os.environ)
+        yield Worker(
+            resources,
+            ladder,
+            build_senders(settings, session),
+            WorkerMetrics(),
+            batch_size=batch_size,
+            min_idle_ms=min_idle_ms,
+        )
+
+
+def ingest_options(environ: Mapping[str, str]) -> tuple[int, int]:
+    """(INGEST_BATCH_SIZE, INGEST_MIN_IDLE_MS) from the environment, validated."""
+    values = []
+    for name, default in (("INGEST_BATCH_SIZE", 1000), ("INGEST_MIN_IDLE_MS", 30_000)):
+        raw = environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < 1:
+            raise SettingsError(f"{name} must be at least 1, got {value}")
+        values.append(value)
+    return values[0], values[1]
 
 
 def build_senders(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Sender]:

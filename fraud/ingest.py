@@ -153,10 +153,13 @@ class StreamIngest:
     ) -> None:
         events: list[Event] = []
         dead: list[tuple[str, bytes, dict[bytes, bytes], str]] = []
+        raw: dict[tuple[str, bytes], dict[bytes, bytes]] = {}
         for stream, entry_id, fields in entries:
             try:
                 events.append(parse_entry(stream, entry_id, fields))
-            except (KeyError, ValueError, UnicodeDecodeError) as error:
+                raw[(stream, entry_id)] = fields
+            except (KeyError, ValueError, UnicodeDecodeError, OverflowError) as error:
+                # OverflowError: a time stamp beyond what datetime can hold (`at` = 1e20).
                 dead.append((stream, entry_id, fields, f"malformed entry: {error!r}"))
         try:
             report.inserted += await self._write(events)
@@ -168,7 +171,8 @@ class StreamIngest:
                     report.inserted += await self._write([event])
                     report.events.append(event)
                 except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
-                    dead.append((event.stream, event.entry_id, {}, repr(error)))
+                    fields = raw.get((event.stream, event.entry_id), {})
+                    dead.append((event.stream, event.entry_id, fields, repr(error)))
         if dead:
             await self._dead_letter(dead)
             report.dead += len(dead)
@@ -288,6 +292,8 @@ ON CONFLICT (license_key, fingerprint) DO UPDATE SET
 
 
 def _event_columns(events: list[Event]) -> list[list[Any]]:
+    # Sorted by id: concurrent writers of overlapping (redelivered) events lock in one order.
+    events = sorted(events, key=lambda event: event.event_id)
     return [
         [e.event_id for e in events],
         [e.license_key for e in events],
@@ -315,7 +321,9 @@ def _installation_columns(events: list[Event]) -> list[list[Any]]:
         else:
             row[7] = e.at
     columns: list[list[Any]] = [[] for _ in range(8)]
-    for row in rows.values():
+    # Upserted in key order, so that workers writing batches with rows in common lock them in
+    # the same order (in arrival order, two workers deadlock on each other's rows).
+    for _, row in sorted(rows.items()):
         for index, value in enumerate(row):
             columns[index].append(value)
     return columns

@@ -89,6 +89,8 @@ class Worker:
             self.metrics.events_ingested.inc(batch.inserted)
             self.metrics.events_reclaimed.inc(batch.reclaimed)
             self.metrics.dead_letters.inc(batch.dead)
+            if batch.reclaimed:
+                log.info("reclaimed=%d entries from a stalled consumer, stored", batch.reclaimed)
             opened = await self.cases.open_from_events(batch.events, now)
             report.cases.opened += opened.opened
             report.cases.leaks += opened.leaks
@@ -141,6 +143,13 @@ class Worker:
                 # Fail-closed per pass: nothing was acknowledged that was not committed.
                 log.warning("worker pass failed, retrying: %r", error)
                 report = PassReport()
+            if report.ingested or report.reclaimed or report.dead:
+                log.info(
+                    "pass: ingested=%d reclaimed=%d dead=%d",
+                    report.ingested,
+                    report.reclaimed,
+                    report.dead,
+                )
             if report.ingested == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), idle_sleep)

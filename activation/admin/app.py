@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from activation.admin import (
     audit,
+    cases,
     clock_routes,
     customers,
     imports,
@@ -54,8 +55,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 def create_admin_app(resources: Resources) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     app[RESOURCES] = resources
+    app[cases.LADDER] = cases.ladder_for(resources.settings)
     # imports before licenses: "/licenses/import" must not be taken for a key
-    for module in (customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes):
+    for module in (
+        customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes, cases,
+    ):  # fmt: skip
         app.router.add_routes(module.routes)
     app.router.add_get("/openapi.json", openapi_handler)
     return app

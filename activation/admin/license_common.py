@@ -15,12 +15,14 @@ from aiohttp import web
 
 from activation.admin import audit
 from activation.admin.auth import actor
+from activation.admin.cases import case_view
 from activation.admin.license_input import KEY_RE
 from activation.admin.state import now, resources_of
 from activation.api.problems import ProblemError
 from activation.licensing.maintenance import ms_status
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord
+from fraud.review import queries
 
 T = TypeVar("T")
 Change = Callable[[asyncpg.Connection, LicenseRecord, datetime], Awaitable[T]]
@@ -47,14 +49,16 @@ def license_json(record: LicenseRecord, today: date) -> dict[str, Any]:
 
 
 async def full_view(request: web.Request, record: LicenseRecord, today: date) -> dict[str, Any]:
-    """The license with its servers (from Redis) and its M&S transactions (SPEC §10)."""
+    """The license with its servers (from Redis), M&S transactions and open case (SPEC §10)."""
     resources = resources_of(request)
     async with resources.pool.acquire() as conn:
         transactions = await admin_store.ms_transactions(conn, record.license.key)
+        case = await queries.open_case_of(conn, record.license.key)
     installations = await resources.store.installations(record.license.key)
     return license_json(record, today) | {
         "installations": installations,
         "ms_transactions": transactions,
+        "case": case_view(request, case, installations),
     }
 
 

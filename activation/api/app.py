@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis import exceptions as redis_errors
 
+from activation.api.answers import Answerer
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import (
     MAX_BODY_BYTES,
@@ -21,10 +22,7 @@ from activation.api.parsing import (
     read_json_object,
 )
 from activation.api.problems import ProblemError, problem
-from activation.api.rendering import render_activation
 from activation.api.signing import Signer
-from activation.licensing.decision import decide
-from activation.licensing.model import InstallationState
 from activation.runtime import Resources
 from activation.store.redis_store import (
     ActivationRequest,
@@ -35,6 +33,7 @@ from activation.store.redis_store import (
 
 RESOURCES = web.AppKey("resources", Resources)
 SIGNER = web.AppKey("signer", Signer)
+ANSWERER = web.AppKey("answerer", Answerer)
 POSTGRES_OUTAGES = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
@@ -102,25 +101,9 @@ async def activate(request: web.Request) -> web.Response:
     if isinstance(outcome, RateLimited):
         raise _rate_limited(resources, outcome)
     recorded = outcome if isinstance(outcome, Recorded) else None
-    license = recorded.license if recorded else None
-    decision = decide(
-        license,
-        product=body.product,
-        version=body.version,
-        requested_addons=body.addons,
-        installations=_installation_state(recorded),
-        releases=resources.releases.for_product(license.product if license else body.product),
-        now=now,
-        grace=resources.settings.grace,
-    )
-    payload = render_activation(
-        decision,
-        license,
-        fingerprint=body.fingerprint,
-        nonce=body.nonce,
-        now=now,
-        valid_for=timedelta(days=resources.settings.answer_valid_days),
-    )
+    product = recorded.license.product if recorded else body.product
+    releases = (resources.releases.generation, resources.releases.for_product(product))
+    decision, payload = request.app[ANSWERER].answer(body, recorded, releases, now)
     resources.metrics.activations.labels(decision.code.value).inc()
     resources.metrics.activation_latency.observe(time.perf_counter() - started)
     return _signed(request.app[SIGNER], payload)
@@ -154,19 +137,6 @@ async def deactivate(request: web.Request) -> web.Response:
         "issued_at": _iso(now),
     }
     return _signed(request.app[SIGNER], payload)
-
-
-def _installation_state(recorded: Recorded | None) -> InstallationState | None:
-    if recorded is None:
-        return None
-    return InstallationState(
-        servers_active=recorded.servers_active,
-        servers_allowed=recorded.servers_allowed,
-        over_limit_since=recorded.over_limit_since,
-        case_stage=recorded.case_stage,
-        grace_ends_at=recorded.grace_ends_at,
-        disable_at=recorded.disable_at,
-    )
 
 
 def _rate_limited(resources: Resources, outcome: RateLimited) -> ProblemError:
@@ -228,6 +198,9 @@ def create_public_app(resources: Resources) -> web.Application:
     if resources.signer is None:
         raise RuntimeError("the public API needs a signing key")
     app[SIGNER] = resources.signer
+    app[ANSWERER] = Answerer(
+        resources.settings.grace, timedelta(days=resources.settings.answer_valid_days)
+    )
     app.router.add_post("/v1/activations", activate)
     app.router.add_post("/v1/deactivations", deactivate)
     app.router.add_get("/v1/signing-key", signing_key)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import functools
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from activation.licensing.model import Code, Decision, License
@@ -17,26 +18,41 @@ def render_activation(
     now: datetime,
     valid_for: timedelta,
 ) -> dict[str, Any]:
-    """NOT_FOUND and PRODUCT_MISMATCH answers carry no license block: they say nothing about
-    a license the caller may not hold."""
+    """The whole answer: the static part and the per-request part."""
+    payload = render_static(decision, license)
+    payload.update(render_timed(decision, fingerprint, nonce, now, valid_for))
+    return payload
+
+
+def render_static(decision: Decision, license: License | None) -> dict[str, Any]:
+    """What depends on the decision only. NOT_FOUND and PRODUCT_MISMATCH answers carry no
+    license block: they say nothing about a license the caller may not hold."""
     show_license = license is not None and decision.code is not Code.PRODUCT_MISMATCH
     return {
         "valid": decision.valid,
         "code": decision.code.value,
         "detail": decision.detail,
         "license": _license_block(decision, license) if show_license and license else None,
+        "addons": {
+            "granted": list(decision.addons.granted),
+            "denied": [
+                {"name": name, "reason": reason.value} for name, reason in decision.addons.denied
+            ],
+        },
+    }
+
+
+def render_timed(
+    decision: Decision, fingerprint: str, nonce: str | None, now: datetime, valid_for: timedelta
+) -> dict[str, Any]:
+    """What changes with every request: the server, the nonce and the times."""
+    return {
         "installation": {
             "fingerprint": fingerprint,
             "servers_active": decision.servers_active,
             "servers_allowed": decision.servers_allowed,
             "grace_ends_at": _moment(decision.grace_ends_at),
             "disable_at": _moment(decision.disable_at),
-        },
-        "addons": {
-            "granted": list(decision.addons.granted),
-            "denied": [
-                {"name": name, "reason": reason.value} for name, reason in decision.addons.denied
-            ],
         },
         "nonce": nonce,
         "issued_at": _moment(now),
@@ -60,7 +76,13 @@ def _license_block(decision: Decision, license: License) -> dict[str, Any]:
 def _moment(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return _second(int(moment.timestamp()))
+
+
+@functools.lru_cache(maxsize=256)
+def _second(epoch: int) -> str:
+    """ISO-8601 UTC to the second; cached because every answer of a second repeats it."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _day(day: date | None) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from activation.licensing.model import CaseStage, License
+from activation.licensing.model import CaseStage, InstallationState, License
 from activation.store.keys import KeyLayout
 from activation.store.lean_redis import LeanScriptClient
 
@@ -53,13 +53,17 @@ class UnknownKey:
 @dataclass(frozen=True, slots=True)
 class Recorded:
     license: License
-    servers_active: int
-    servers_allowed: int
-    over_limit_since: datetime | None
-    case_stage: CaseStage | None
-    grace_ends_at: datetime | None
-    disable_at: datetime | None
+    doc: bytes
+    installations: InstallationState
     seen_recently: int
+
+    @property
+    def servers_active(self) -> int:
+        return self.installations.servers_active
+
+    @property
+    def servers_allowed(self) -> int:
+        return self.installations.servers_allowed
 
 
 ScriptOutcome = RateLimited | UnknownKey | Recorded
@@ -174,12 +178,15 @@ class ActivationStore:
             self._parsed[doc] = license
         return Recorded(
             license=license,
-            servers_active=int(reply[2]),
-            servers_allowed=int(reply[3]),
-            over_limit_since=_moment(reply[4]),
-            case_stage=CaseStage(reply[5].decode()) if reply[5] else None,
-            grace_ends_at=_moment(reply[6]),
-            disable_at=_moment(reply[7]),
+            doc=doc,
+            installations=InstallationState(
+                servers_active=int(reply[2]),
+                servers_allowed=int(reply[3]),
+                over_limit_since=_moment(reply[4]),
+                case_stage=CaseStage(reply[5].decode()) if reply[5] else None,
+                grace_ends_at=_moment(reply[6]),
+                disable_at=_moment(reply[7]),
+            ),
             seen_recently=int(reply[8]),
         )
 

@@ -106,12 +106,16 @@ class ReleaseCatalog:
         self._registry = registry
         self._interval = interval
         self._by_product: dict[str, tuple[Release, ...]] = {}
+        self.generation = 0  # changes whenever the catalog does (decision memos key on it)
 
     def for_product(self, product: str) -> Sequence[Release]:
         return self._by_product.get(product, ())
 
     async def refresh(self) -> None:
-        self._by_product = await self._registry.load_releases()
+        fresh = await self._registry.load_releases()
+        if fresh != self._by_product:
+            self._by_product = fresh
+            self.generation += 1
 
     async def keep_fresh(self) -> None:
         while True:
