@@ -25,6 +25,7 @@ import asyncpg
 from aiohttp import web
 
 from activation.config import Settings, SettingsError
+from activation.logs import configure_logging
 from activation.store.migrate import migrate
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def server_main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -174,5 +175,5 @@ def run_processes(settings: Settings, count: int) -> None:
 
 
 def _child(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     serve(settings, reuse_port=True)

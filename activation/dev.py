@@ -23,6 +23,7 @@ import asyncpg
 from activation.cli import run_migrations, serve
 from activation.config import Settings
 from activation.embedded import embedded_postgres, embedded_redis
+from activation.logs import configure_logging
 from activation.runtime import Resources
 
 DEV_DIR = Path(".dev")
@@ -86,7 +87,7 @@ def _services(settings: Settings) -> Iterator[Settings]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     DEV_DIR.mkdir(exist_ok=True)
     base = Settings.from_env()
     base = base.with_overrides(

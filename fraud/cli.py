@@ -29,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from activation.config import Settings, SettingsError
+from activation.logs import configure_logging
 from activation.runtime import open_resources
 from fraud.escalation import ladder_from_settings
 from fraud.notify.email import SmtpSender
@@ -43,7 +44,7 @@ HEALTHY_WITHIN_SECONDS = 60.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     parser = argparse.ArgumentParser(prog="fraud-worker", description=__doc__)
     parser.add_argument("--once", action="store_true", help="run one pass and exit")
     parser.add_argument("--port", type=int, default=None, help="health/metrics port")
