@@ -17,12 +17,14 @@ from activation.admin.license_input import MAX_SERVERS, MAX_TRIAL_DAYS
 from activation.licensing.model import (
     KNOWN_ADDONS,
     AddonDenial,
+    CaseStage,
     Code,
     Edition,
     LicenseKind,
     LicenseStatus,
     MsStatus,
 )
+from fraud.cases import TeamAction
 
 Schema = dict[str, Any]
 
@@ -194,6 +196,13 @@ SCHEMAS: dict[str, Schema] = {
         },
     ),
 }
+SCHEMAS["CaseItem"] = _answer(
+    "id:int license_key:str on_hold:bool opened_at:moment grace_ends_at:moment?"
+    " disable_at:moment? servers:[any]",
+    stage=_enum(CaseStage),
+    severity=_enum(["normal", "high"]),
+)
+SCHEMAS["CaseDetail"] = _all(_ref("CaseItem"), _answer("timeline:[any] notifications:[any]"))
 SCHEMAS["DeactivationRequest"] = _request(
     {
         name: SCHEMAS["ActivationRequest"]["properties"][name]
@@ -374,6 +383,28 @@ def _admin_paths() -> dict[str, Schema]:
             "the audit log, newest first", {200: _ok(_answer("items:[AuditEntry]"))}, 400,
             params=[_query("target", {"type": "string", "maxLength": 500}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+        )},
+        f"{v1}/cases": {"get": _op(
+            "the review queue: leaks first, then the next deadline", {200: _ok(_answer(
+                "items:[CaseItem]"))}, 400,
+            params=[_query("status", _enum(["open", "resolved", "all"])),
+                    _query("stage", _enum(CaseStage)),
+                    _query("severity", _enum(["normal", "high"])),
+                    _query("q", {"type": "string", "maxLength": 200}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("offset", {"type": "integer", "minimum": 0, "maximum": INT32})],
+        )},
+        f"{v1}/cases/{{id}}": {"get": _op(
+            "a case with servers, timeline and notifications", {200: _ok("CaseDetail")}, 404,
+            params=ids,
+        )},
+        f"{v1}/cases/{{id}}/actions": {"post": _op(
+            "a fraud-team action (R15)", {200: _ok("CaseDetail")}, 400, 404, 409, 422,
+            body=_request({"action": _enum(TeamAction)}, {
+                "note": _nullable({"type": "string", "maxLength": 2000}),
+                "days": _nullable({"type": "integer", "minimum": 1, "maximum": 365}),
+                "max_servers": _nullable({"type": "integer", "minimum": 1, "maximum": 100})}),
+            params=ids,
         )},
         f"{v1}/test-clock": {
             "get": _op("the deployment's time", {200: _ok("Clock")}, 404),
