@@ -212,3 +212,20 @@ async def test_silent_server_leaves_after_active_window_R11(
     answer = await activate(public_client, created["key"], "server-new")
     assert answer["code"] == "VALID"
     assert answer["installation"]["servers_active"] == 1
+
+
+async def test_lease_expires_after_its_last_day_R1(
+    public_client: Client, admin_client: Client, admin_headers: dict[str, str]
+) -> None:
+    await set_clock(admin_client, admin_headers, "2026-11-30T12:00:00Z")
+    created = await create_license(
+        admin_client,
+        admin_headers,
+        kind="lease",
+        purchased_on="2026-01-01",
+        lease_ends_on="2026-11-30",
+    )
+    assert (await activate(public_client, created["key"], version="99.0.1"))["code"] == "VALID"
+    await advance_clock(admin_client, admin_headers, 86_400)
+    answer = await activate(public_client, created["key"])
+    assert (answer["valid"], answer["code"]) == (False, "EXPIRED")

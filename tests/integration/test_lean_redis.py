@@ -92,3 +92,19 @@ async def test_in_flight_requests_are_bounded(server_urls: tuple[str, str]) -> N
         assert results[:10] == [[b"k", str(n).encode()] for n in range(10)]
     finally:
         await client.aclose()
+
+
+def test_works_on_uvloop(server_urls: tuple[str, str]) -> None:
+    """The servers run on uvloop, whose transports are not asyncio.Transport subclasses."""
+    import uvloop
+
+    async def scenario() -> list[object]:
+        client = LeanScriptClient(server_urls[1], ECHO)
+        try:
+            return list(await asyncio.gather(*(client.evalsha(["u"], [n]) for n in range(20))))
+        finally:
+            await client.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        replies = runner.run(scenario())
+    assert replies == [[b"u", str(n).encode()] for n in range(20)]
