@@ -38,7 +38,10 @@ async def test_reconnects_after_the_connection_is_killed(server_urls: tuple[str,
     admin = aioredis.Redis.from_url(server_urls[1])
     try:
         await client.evalsha(["a"], ["1"])
-        await admin.client_kill_filter(_type="normal", skipme=True)
+        # Kill exactly this client's connection (other suites may share the Redis).
+        assert client._protocol is not None and client._protocol.transport is not None
+        host, port = client._protocol.transport.get_extra_info("sockname")[:2]
+        assert await admin.client_kill_filter(_type="normal", addr=f"{host}:{port}") == 1
         await asyncio.sleep(0.05)
         assert await client.evalsha(["c"], ["3"]) == [b"c", b"3"]
     finally:
