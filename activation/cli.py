@@ -16,8 +16,11 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +157,12 @@ async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion |
 
 
 def run_processes(settings: Settings, count: int) -> None:
+    """The children share one fresh metrics directory (prometheus-client's multiprocess
+    mode, see metrics/): whichever child answers `/metrics` reports the sum of all of them."""
+    from metrics import MULTIPROC_ENV, mark_dead
+
+    metrics_dir = tempfile.mkdtemp(prefix="activation-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir  # before spawning: the children inherit it
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(target=_child, args=(settings,), name=f"activation-{n}")
@@ -170,8 +179,13 @@ def run_processes(settings: Settings, count: int) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for child in children:
-        child.join()
+    try:
+        for child in children:
+            child.join()
+            if child.pid is not None:
+                mark_dead(child.pid)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _child(settings: Settings) -> None:

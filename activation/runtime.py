@@ -39,10 +39,18 @@ class Resources:
 
 
 def connect_redis(url: str) -> Redis:
-    """`redis+cluster://host:port` selects Redis Cluster; anything else is a plain URL."""
+    """`redis+cluster://host:port` selects Redis Cluster; anything else is a plain URL.
+
+    On a cluster redis-py runs everything, the activation script included (the lean client
+    speaks to one node only); `max_connections` is per node there, and a node whose pool is
+    exhausted fails the command at once (MaxConnectionsError, a 503) instead of waiting, so it
+    gets the single-node pool size and not redis-py's default of 100."""
     if url.startswith("redis+cluster://"):
         cluster = RedisCluster.from_url(
-            "redis://" + url.removeprefix("redis+cluster://"), socket_timeout=2.0
+            "redis://" + url.removeprefix("redis+cluster://"),
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            max_connections=256,
         )
         return cluster  # type: ignore[return-value]
     return Redis.from_url(

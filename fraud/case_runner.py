@@ -121,7 +121,7 @@ class CaseRunner:
                 now,
                 "opened",
                 f"{event.servers_active} servers active, {event.servers_allowed} allowed; "
-                f"migration grace until {(opened_at + self._ladder.grace).isoformat()}",
+                f"migration grace until {(opened_at + self._ladder.grace):%Y-%m-%d %H:%M} UTC",
             )
         log.info("opened case %s for %s", case_id, key)
         return True

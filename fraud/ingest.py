@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -56,23 +57,21 @@ class IngestReport:
 
 
 def parse_entry(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
-    def text(name: bytes) -> str:
-        return fields[name].decode()
-
+    # Positional and without helpers: this runs once per event on the ingest hot path.
     return Event(
-        stream=stream,
-        entry_id=entry_id,
-        event_id=text(b"id"),
-        op=text(b"op"),
-        license_key=text(b"key"),
-        fingerprint=text(b"fp"),
-        hostname=text(b"host"),
-        version=text(b"ver"),
-        ip=text(b"ip"),
-        at=datetime.fromtimestamp(float(fields[b"at"]), UTC),
-        servers_active=int(fields[b"active"]),
-        servers_allowed=int(fields[b"allowed"]),
-        recent_servers=int(fields.get(b"recent", b"0")),
+        stream,
+        entry_id,
+        fields[b"id"].decode(),
+        fields[b"op"].decode(),
+        fields[b"key"].decode(),
+        fields[b"fp"].decode(),
+        fields[b"host"].decode(),
+        fields[b"ver"].decode(),
+        fields[b"ip"].decode(),
+        datetime.fromtimestamp(float(fields[b"at"]), UTC),
+        int(fields[b"active"]),
+        int(fields[b"allowed"]),
+        int(fields.get(b"recent", b"0")),
     )
 
 
@@ -139,10 +138,28 @@ class StreamIngest:
 
     async def _reclaim(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
         found: list[tuple[str, bytes, dict[bytes, bytes]]] = []
-        for stream in self._streams:
-            reply = await self._redis.xautoclaim(
-                stream, GROUP, self._consumer, self._min_idle_ms, "0-0", count=self._batch_size
-            )
+        replies: list[Any]
+        if self._cluster:
+            replies = [
+                await self._redis.xautoclaim(
+                    stream, GROUP, self._consumer, self._min_idle_ms, "0-0", count=self._batch_size
+                )
+                for stream in self._streams
+            ]
+        else:
+            # One round trip for every stream.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream in self._streams:
+                    pipe.xautoclaim(
+                        stream,
+                        GROUP,
+                        self._consumer,
+                        self._min_idle_ms,
+                        "0-0",
+                        count=self._batch_size,
+                    )
+                replies = await pipe.execute()
+        for stream, reply in zip(self._streams, replies, strict=True):
             found += [(stream, entry_id, fields) for entry_id, fields in reply[1] if fields]
             for deleted in reply[2] if len(reply) > 2 else []:
                 await self._redis.xack(stream, GROUP, deleted)
@@ -182,9 +199,10 @@ class StreamIngest:
         if not events:
             return 0
         async with self._pool.acquire() as connection, connection.transaction():
-            inserted = await connection.fetchval(INSERT_EVENTS, *_event_columns(events))
+            # The command tag ("INSERT 0 <rows>") counts the new rows; no RETURNING needed.
+            status = await connection.execute(INSERT_EVENTS, *_event_columns(events))
             await connection.execute(UPSERT_INSTALLATIONS, *_installation_columns(events))
-            return int(inserted)
+            return int(status.rsplit(" ", 1)[-1])
 
     async def _dead_letter(self, dead: list[tuple[str, bytes, dict[bytes, bytes], str]]) -> None:
         async with self._pool.acquire() as connection:
@@ -212,8 +230,14 @@ class StreamIngest:
         by_stream: dict[str, list[bytes]] = {}
         for stream, entry_id in acked:
             by_stream.setdefault(stream, []).append(entry_id)
-        for stream, ids in by_stream.items():
-            await self._redis.xack(stream, GROUP, *ids)
+        if self._cluster:
+            for stream, ids in by_stream.items():
+                await self._redis.xack(stream, GROUP, *ids)
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, GROUP, *ids)
+            await pipe.execute()
 
     async def trim(self) -> int:
         """Drop entries every group has acknowledged (XTRIM MINID below the oldest pending)."""
@@ -257,22 +281,20 @@ def _id_tuple(raw: bytes | str) -> tuple[int, int]:
 
 
 INSERT_EVENTS = """
-WITH inserted AS (
-    INSERT INTO activation_events
-        (event_id, license_key, kind, fingerprint, hostname, ip, version, occurred_at)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::timestamptz[])
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING 1
-)
-SELECT count(*) FROM inserted
+INSERT INTO activation_events
+    (event_id, license_key, kind, fingerprint, hostname, ip, version, occurred_at)
+SELECT e, k, kind, f, h, ip, v, to_timestamp(t)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::float8[]) AS u (e, k, kind, f, h, ip, v, t)
+ON CONFLICT (event_id) DO NOTHING
 """
 
 UPSERT_INSTALLATIONS = """
 INSERT INTO installations AS i
     (license_key, fingerprint, hostname, ip, version, first_seen_at, last_seen_at, deactivated_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                     $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+SELECT k, f, h, ip, v, to_timestamp(first), to_timestamp(last), to_timestamp(gone)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::float8[], $7::float8[], $8::float8[]) AS u (k, f, h, ip, v, first, last, gone)
 ON CONFLICT (license_key, fingerprint) DO UPDATE SET
     first_seen_at = LEAST(i.first_seen_at, EXCLUDED.first_seen_at),
     last_seen_at = GREATEST(i.last_seen_at, EXCLUDED.last_seen_at),
@@ -302,28 +324,32 @@ def _event_columns(events: list[Event]) -> list[list[Any]]:
         [e.hostname for e in events],
         [e.ip for e in events],
         [e.version for e in events],
-        [e.at for e in events],
+        [e.at.timestamp() for e in events],
     ]
 
 
 def _installation_columns(events: list[Event]) -> list[list[Any]]:
     """One row per (license, server): a statement may not update the same row twice."""
     rows: dict[tuple[str, str], list[Any]] = {}
-    for e in sorted(events, key=lambda event: event.at):
-        row = rows.get((e.license_key, e.fingerprint))
-        if row is None:
-            row = [e.license_key, e.fingerprint, "", "", "", e.at, e.at, None]
-            rows[(e.license_key, e.fingerprint)] = row
+    for e in sorted(events, key=_by_time):
+        server = (e.license_key, e.fingerprint)
+        row = rows.get(server)
+        at = e.at.timestamp()
         if e.op == "a":
-            row[2:5] = [e.hostname, e.ip, e.version]
-            row[6] = e.at
-            row[7] = None
+            if row is None:
+                rows[server] = [e.license_key, e.fingerprint, e.hostname, e.ip, e.version, at, at,
+                                None]  # fmt: skip
+            else:
+                row[2], row[3], row[4], row[6], row[7] = e.hostname, e.ip, e.version, at, None
+        elif row is None:
+            rows[server] = [e.license_key, e.fingerprint, "", "", "", at, at, at]
         else:
-            row[7] = e.at
-    columns: list[list[Any]] = [[] for _ in range(8)]
+            row[7] = at
+    if not rows:
+        return [[] for _ in range(8)]
     # Upserted in key order, so that workers writing batches with rows in common lock them in
     # the same order (in arrival order, two workers deadlock on each other's rows).
-    for _, row in sorted(rows.items()):
-        for index, value in enumerate(row):
-            columns[index].append(value)
-    return columns
+    return [list(column) for column in zip(*(rows[server] for server in sorted(rows)), strict=True)]
+
+
+_by_time = attrgetter("at")

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import asyncpg
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from activation.runtime import Resources
+from activation.store.redis_store import StoreUnavailable
 from fraud.case_runner import CaseReport, CaseRunner
 from fraud.escalation import Ladder
 from fraud.ingest import IngestReport, StreamIngest
@@ -29,6 +30,17 @@ from fraud.notify.outbox import Channel, Sender, SendReport, send_due
 from metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+# An outage of Redis or PostgreSQL fails one pass, never the loop: nothing was acknowledged that
+# was not committed, so the next pass picks up where this one stopped.
+PASS_FAILURES = (
+    OSError,
+    RedisError,
+    RedisClusterException,
+    StoreUnavailable,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 @dataclass
@@ -118,12 +130,18 @@ class Worker:
         await self._observe()
         self.metrics.pass_duration.observe(time.perf_counter() - started)
         self.last_pass_at = time.time()
+        self.metrics.last_pass.set(self.last_pass_at)
         return report
 
     async def _observe(self) -> None:
         waiting, pending = await self.ingest.lag()
         self.metrics.stream_lag.set(waiting)
         self.metrics.stream_pending.set(pending)
+        async with self.resources.redis.pipeline(transaction=False) as pipe:
+            for stream in self.resources.layout.streams():
+                pipe.xlen(stream)
+            lengths = await pipe.execute()
+        self.metrics.stream_length.set(sum(lengths))
         rows = await self.resources.pool.fetch(
             "SELECT stage, count(*) AS n FROM fraud_cases GROUP BY stage"
         )
@@ -139,7 +157,7 @@ class Worker:
                 if time.monotonic() - last_trim > trim_every:
                     await self.ingest.trim()
                     last_trim = time.monotonic()
-            except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except PASS_FAILURES as error:
                 # Fail-closed per pass: nothing was acknowledged that was not committed.
                 log.warning("worker pass failed, retrying: %r", error)
                 report = PassReport()

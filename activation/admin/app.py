@@ -28,6 +28,7 @@ from activation.api.openapi import openapi_handler
 from activation.api.problems import ProblemError, problem
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
+from fraud.console import create_console_app
 
 log = logging.getLogger(__name__)
 
@@ -62,4 +63,11 @@ def create_admin_app(resources: Resources) -> web.Application:
     ):  # fmt: skip
         app.router.add_routes(module.routes)
     app.router.add_get("/openapi.json", openapi_handler)
+    app.add_subapp("/console/", create_console_app(resources))  # the fraud team's HTML console
+    app.router.add_get("/console", _to_console)
+    app.router.add_get("/", _to_console)
     return app
+
+
+async def _to_console(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")

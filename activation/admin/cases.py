@@ -7,8 +7,8 @@
   phone task and steps.
 - `POST /admin/v1/cases/{id}/actions` (reviewer): `{"action", "note"?, "days"?, "max_servers"?}`
   through the pure `fraud.cases.apply_action`; a refusal is 422 (bad parameters) or 409 (the
-  case's state). One transaction holds the case change, the license change, the timeline row
-  and the audit row; Redis (case summary, license document) is written after the commit.
+  case's state). `fraud.review.actions.perform` does the work, the one code path the console
+  shares: one transaction, audited, Redis written after the commit.
 """
 
 from __future__ import annotations
@@ -16,23 +16,19 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from activation.admin import audit
 from activation.admin import parsing as p
 from activation.admin.auth import actor, requires
 from activation.admin.state import Role, now, render, resources_of
 from activation.api.problems import ProblemError, bad_field
 from activation.config import Settings
 from activation.licensing.model import CaseStage
-from fraud.cases import ActionRefused, TeamAction, apply_action
+from fraud.cases import ActionRefused, TeamAction
 from fraud.escalation import Ladder, ladder_from_settings
-from fraud.review import queries, summary
-from fraud.review.persist import save_action
+from fraud.review import actions, queries, summary
 
 LADDER = web.AppKey("case_ladder", Ladder)
 
@@ -45,11 +41,6 @@ _PARAM_OF = {
     TeamAction.GRANT_EXCEPTION: "max_servers",
     TeamAction.LOG_CALL: "note",
 }
-_AUDITED = (
-    "status", "stage", "on_hold", "hold_started_at", "extension_seconds", "servers_active",
-    "servers_allowed", "resolved_at", "resolution", "resolved_by", "license_status",
-    "exception_max_servers",
-)  # fmt: skip
 
 routes = web.RouteTableDef()
 
@@ -103,80 +94,24 @@ async def case_action(request: web.Request) -> web.Response:
     body = await p.json_body(request)
     action = _action(body)
     note = p.opt_text(body, "note", max_len=MAX_NOTE)
-    params = {name: p.opt_integer(body, name) for name in ("days", "max_servers")}
-    resources, ladder = resources_of(request), ladder_of(request)
-    at, who = await now(request), actor(request)
-    async with resources.pool.acquire() as conn, conn.transaction():
-        row = await _locked(conn, case_id)
-        active = await summary.active_servers(
-            resources.redis, resources.layout, row["license_key"],
-            at - resources.settings.active_window,
+    days, max_servers = (p.opt_integer(body, name) for name in ("days", "max_servers"))
+    try:
+        await actions.perform(
+            resources_of(request), ladder_of(request), case_id, action, actor=actor(request),
+            at=await now(request), note=note, days=days, max_servers=max_servers,
         )  # fmt: skip
-        before = queries.case_from_row(row)
-        if not before.resolved:  # the count the exception (R12) is judged by is today's
-            before = replace(before, servers_active=active)
-        try:
-            result = apply_action(
-                before, action, now=at, actor=who, note=note, days=params["days"],
-                max_servers=params["max_servers"],
-            )  # fmt: skip
-        except ActionRefused as refused:
-            raise _refusal(action, refused) from None
-        await save_action(
-            conn, before, result, action=action, actor=who, note=note, params=params, now=at,
-            ladder=ladder,
-        )  # fmt: skip
-        after = await _locked(conn, case_id)
-        await audit.record(
-            conn, at=at, actor=who, action=f"case.{action.value}", target=f"case:{case_id}",
-            before=_audit_state(row, ladder), after=_audit_state(after, ladder),
-        )  # fmt: skip
-        if result.enable_key:
-            await audit.record(
-                conn, at=at, actor=who, action="license.enable",
-                target=f"license:{before.license_key}",
-                before={"status": row["license_status"]}, after={"status": "active"},
-            )  # fmt: skip
-        if result.new_max_servers is not None:
-            await audit.record(
-                conn, at=at, actor=who, action="license.exception",
-                target=f"license:{before.license_key}",
-                before={"exception_max_servers": row["exception_max_servers"]},
-                after={"exception_max_servers": result.new_max_servers},
-            )  # fmt: skip
-    # After the commit: PostgreSQL first, then Redis (R17).
-    key = before.license_key
-    if result.disable_key or result.enable_key or result.new_max_servers is not None:
-        await summary.refresh_license(resources.pool, resources.store, key)
-    if not before.resolved:  # a resolved case's log_call must not touch a newer case's summary
-        if result.case.resolved:
-            await summary.clear_summary(resources.redis, resources.layout, key)
-        else:
-            await summary.write_summary(resources.redis, resources.layout, result.case, ladder)
+    except actions.CaseNotFound as missing:
+        raise ProblemError(404, str(missing)) from None
+    except ActionRefused as refused:
+        raise _refusal(action, refused) from None
     return render(await _detail(request, case_id))
 
 
 async def _detail(request: web.Request, case_id: int) -> dict[str, Any]:
-    resources = resources_of(request)
-    async with resources.pool.acquire() as conn:
-        row = await queries.fetch_case(conn, case_id)
-        if row is None:
-            raise ProblemError(404, f"no case {case_id}")
-        page = await queries.case_page(conn, case_id, row["license_key"])
-    servers = await resources.store.installations(row["license_key"])
-    return summary.case_item(row, ladder_of(request), servers) | page
-
-
-async def _locked(conn: asyncpg.Connection, case_id: int) -> asyncpg.Record:
-    row = await queries.fetch_case(conn, case_id, lock=True)
-    if row is None:
-        raise ProblemError(404, f"no case {case_id}")
-    return row
-
-
-def _audit_state(row: Mapping[str, Any], ladder: Ladder) -> dict[str, Any]:
-    grace, disable = summary.deadlines(queries.case_from_row(row), ladder)
-    return {name: row[name] for name in _AUDITED} | {"grace_ends_at": grace, "disable_at": disable}
+    try:
+        return await actions.case_detail(resources_of(request), ladder_of(request), case_id)
+    except actions.CaseNotFound as missing:
+        raise ProblemError(404, str(missing)) from None
 
 
 def _action(body: p.Body) -> TeamAction:

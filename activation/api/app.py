@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis import exceptions as redis_errors
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
 from activation.api.openapi import openapi_handler
@@ -25,12 +24,15 @@ from activation.api.problems import ProblemError, problem
 from activation.api.signing import Signer
 from activation.runtime import Resources
 from activation.store.redis_store import (
+    REDIS_OUTAGES,
     ActivationRequest,
     RateLimited,
     Recorded,
     StoreUnavailable,
 )
+from metrics import ApiMetrics, exposition
 
+REDIS_FAILURES: tuple[type[BaseException], ...] = (StoreUnavailable, *REDIS_OUTAGES)
 RESOURCES = web.AppKey("resources", Resources)
 SIGNER = web.AppKey("signer", Signer)
 ANSWERER = web.AppKey("answerer", Answerer)
@@ -48,7 +50,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error is problem JSON; dependency outages are 503 with Retry-After."""
+    """Every error is problem JSON; dependency outages are 503 with Retry-After. Every answer
+    is counted by status class (api_responses_total)."""
+    metrics = request.app[RESOURCES].metrics
+    try:
+        response = await _problems(request, handler)
+    except web.HTTPException as error:  # redirects and the like pass through
+        metrics.count_response(error.status)
+        raise
+    except Exception:  # aiohttp answers 500 (never for client input: SPEC §5)
+        metrics.count_response(500)
+        raise
+    metrics.count_response(response.status)
+    return response
+
+
+async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProblemError as error:
@@ -57,7 +74,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if error.status < 400:
             raise
         return problem(error.status, error.reason, headers=_allow_header(error))
-    except (StoreUnavailable, redis_errors.ConnectionError, redis_errors.TimeoutError):
+    except REDIS_FAILURES:
         request.app[RESOURCES].metrics.dependency_errors.labels("redis").inc()
         return _unavailable("Redis")
     except POSTGRES_OUTAGES:
@@ -87,7 +104,9 @@ async def activate(request: web.Request) -> web.Response:
     started = time.perf_counter()
     body = parse_activation(await read_json_object(request))
     now = await resources.clock.now()
-    outcome = await resources.store.activate(
+    store, metrics = resources.store, resources.metrics
+    store_started = time.perf_counter()
+    outcome = await store.activate(
         ActivationRequest(
             license_key=body.license_key,
             fingerprint=body.fingerprint,
@@ -98,6 +117,8 @@ async def activate(request: web.Request) -> web.Response:
         ),
         now,
     )
+    metrics.script_latency.observe(time.perf_counter() - store_started)
+    _count_cache(request.app[CACHE_TALLY], store.cache_misses, metrics, outcome)
     if isinstance(outcome, RateLimited):
         raise _rate_limited(resources, outcome)
     recorded = outcome if isinstance(outcome, Recorded) else None
@@ -107,6 +128,32 @@ async def activate(request: web.Request) -> web.Response:
     resources.metrics.activations.labels(decision.code.value).inc()
     resources.metrics.activation_latency.observe(time.perf_counter() - started)
     return _signed(request.app[SIGNER], payload)
+
+
+class _CacheTally:
+    """The store's miss counter as last copied into the metrics."""
+
+    __slots__ = ("misses",)
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+
+
+CACHE_TALLY = web.AppKey("cache_tally", _CacheTally)
+
+
+def _count_cache(
+    tally: _CacheTally, store_misses: int, metrics: ApiMetrics, outcome: object
+) -> None:
+    """Misses are copied from the store's counter (exact); a call that saw no new miss and was
+    not rate limited is a hit. Two misses of concurrent calls landing in one copy can count
+    one call of the pair as a hit: rare, and only while the cache is cold."""
+    new_misses = store_misses - tally.misses
+    if new_misses:
+        tally.misses = store_misses
+        metrics.cache_misses.inc(new_misses)
+    elif not isinstance(outcome, RateLimited):
+        metrics.cache_hits.inc()
 
 
 async def deactivate(request: web.Request) -> web.Response:
@@ -188,7 +235,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    output = generate_latest(request.app[RESOURCES].metrics.registry)
+    output = exposition(request.app[RESOURCES].metrics.registry)
     return web.Response(body=output, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -198,6 +245,7 @@ def create_public_app(resources: Resources) -> web.Application:
     if resources.signer is None:
         raise RuntimeError("the public API needs a signing key")
     app[SIGNER] = resources.signer
+    app[CACHE_TALLY] = _CacheTally(resources.store.cache_misses)
     app[ANSWERER] = Answerer(
         resources.settings.grace, timedelta(days=resources.settings.answer_valid_days)
     )

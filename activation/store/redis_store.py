@@ -14,6 +14,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from activation.licensing.model import CaseStage, InstallationState, License
 from activation.store.keys import KeyLayout
@@ -27,6 +28,22 @@ _PARSED_CACHE_LIMIT = 20_000
 
 class StoreUnavailable(Exception):
     """Redis did not answer; the request must not be acknowledged."""
+
+
+# What "Redis is unavailable" looks like, single node or cluster. Beyond lost connections and
+# timeouts a cluster reports CLUSTERDOWN/MASTERDOWN (and giving up redirecting mid-resharding)
+# as ClusterError, and a slot no reachable master serves, or no node left to load the slot map
+# from, as RedisClusterException, which is not even a RedisError. All are 503, never a 500.
+# (Its other subclasses are cross-slot pipelines/transactions: every command here touches one
+# slot by construction, which tests/integration/test_redis_cluster.py checks.)
+REDIS_OUTAGES: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,
+    redis_errors.RedisClusterException,
+    OSError,
+)
+_PING_FAILURES: tuple[type[BaseException], ...] = (*REDIS_OUTAGES, redis_errors.RedisError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +176,7 @@ class ActivationStore:
                 reply: list[Any] = await self._hot.evalsha(keys, args)
             else:
                 reply = await self._script(keys=keys, args=args)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
+        except REDIS_OUTAGES as error:
             raise StoreUnavailable(str(error)) from error
         return reply
 
@@ -200,21 +217,27 @@ class ActivationStore:
                 pipe.persist(keys.license)
                 pipe.hset(keys.license, mapping={"doc": doc, "status": status, "allowed": allowed})
                 await pipe.execute()
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
+        except REDIS_OUTAGES as error:
             raise StoreUnavailable(str(error)) from error
 
     async def forget_license(self, license_key: str) -> None:
         """Drop the cached document (the next activation reloads it from PostgreSQL)."""
         keys = self._layout.for_license(license_key, 0)
-        await self._redis.hdel(keys.license, "doc", "missing")
+        try:
+            await self._redis.hdel(keys.license, "doc", "missing")
+        except REDIS_OUTAGES as error:
+            raise StoreUnavailable(str(error)) from error
 
     async def installations(self, license_key: str) -> list[dict[str, Any]]:
         """The servers Redis counts for a key right now, newest first."""
         keys = self._layout.for_license(license_key, 0)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrange(keys.installations, 0, -1, withscores=True)
-            pipe.hgetall(keys.details)
-            seen, details = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrange(keys.installations, 0, -1, withscores=True)
+                pipe.hgetall(keys.details)
+                seen, details = await pipe.execute()
+        except REDIS_OUTAGES as error:
+            raise StoreUnavailable(str(error)) from error
         rows = []
         for fingerprint, last_seen in sorted(seen, key=lambda pair: -pair[1]):
             first, hostname, version, ip = details.get(fingerprint, b"\t\t\t").decode().split("\t")
@@ -231,10 +254,22 @@ class ActivationStore:
         return rows
 
     async def ping(self) -> bool:
+        """Readiness. On a cluster PING reaches one node only, and a cluster that lost a master
+        (no replica to fail over to) refuses every key with CLUSTERDOWN while the others still
+        answer PING: there every master must answer and report `cluster_state:ok`."""
         try:
+            if isinstance(self._redis, RedisCluster):
+                return await _cluster_ok(self._redis)
             return bool(await self._redis.ping())
-        except (redis_errors.RedisError, OSError):
+        except _PING_FAILURES:
             return False
+
+
+async def _cluster_ok(cluster: RedisCluster) -> bool:
+    states: Any = await cluster.cluster_info(target_nodes=RedisCluster.PRIMARIES)
+    if "cluster_state" in states:  # one master: redis-py returns its answer unwrapped
+        states = {"": states}
+    return bool(states) and all(info.get("cluster_state") == "ok" for info in states.values())
 
 
 def _cache_fields(license: License) -> tuple[bytes, str, int]:
@@ -250,6 +285,7 @@ def _iso(stamp: float) -> str:
 
 
 __all__ = [
+    "REDIS_OUTAGES",
     "UNKNOWN",
     "ActivationRequest",
     "ActivationStore",

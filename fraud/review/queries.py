@@ -31,6 +31,7 @@ _LIST = f"""{CASE_SELECT}
 WHERE ($1::text = 'all' OR c.status = $1)
   AND ($2::text IS NULL OR c.stage = $2)
   AND ($3::text IS NULL OR c.severity = $3)
+  AND ($9::text IS NULL OR l.product = $9)
   AND ($4::text IS NULL
        OR strpos(lower(c.license_key), lower($4)) > 0
        OR strpos(lower(cu.email), lower($4)) > 0
@@ -50,7 +51,8 @@ LIMIT $7 OFFSET $8
 
 @dataclass(frozen=True, slots=True)
 class CaseFilter:
-    """`status` is open, resolved or all; `q` matches key, customer e-mail/name or hostname."""
+    """`status` is open, resolved or all; `q` matches key, customer e-mail/name or hostname;
+    `product` is exact (the console's filter)."""
 
     status: str = "open"
     stage: str | None = None
@@ -58,6 +60,7 @@ class CaseFilter:
     q: str | None = None
     limit: int = 100
     offset: int = 0
+    product: str | None = None
 
 
 def case_from_row(row: Mapping[str, Any]) -> Case:
@@ -91,6 +94,7 @@ async def list_cases(
         int(ladder.disable_after.total_seconds()),
         where.limit,
         where.offset,
+        where.product,
     )
     return rows
 
