@@ -1,4 +1,4 @@
-"""Measure Redis memory per license and per installation (issue 5, item 5; deploy/SIZING.md).
+"""Measure Redis memory per license and per installation (README "Scale and sizing").
 
     .venv/bin/python bench/redis_memory.py [--sizes 10000 100000] [--redis-url redis://…]
 
