@@ -84,7 +84,10 @@ async def open_resources(
         )
         if settings.hot_redis_client == "lean" and not settings.redis_cluster:
             hot_client = LeanScriptClient(settings.redis_url, ACTIVATE_SCRIPT)
-        store = ActivationStore(redis, layout, limits, registry.load_license, hot_client)
+        metrics = metrics or ApiMetrics()
+        store = ActivationStore(
+            redis, layout, limits, registry.load_license, hot_client, cache_counters=metrics
+        )
         clock: Clock = RedisTestClock(redis, layout.clock) if settings.test_clock else SystemClock()
         releases = ReleaseCatalog(registry)
         signer = load_signer(settings.signing_key_file, generate=settings.dev) if signing else None
@@ -99,7 +102,7 @@ async def open_resources(
                 store=store,
                 clock=clock,
                 signer=signer,
-                metrics=metrics or ApiMetrics(),
+                metrics=metrics,
             )
     finally:
         if hot_client is not None:

@@ -132,8 +132,8 @@ class ApiMetrics:
             ["dependency"],
             registry=self.registry,
         )
-        for code in CODES:
-            self.activations.labels(code)
+        # Children bound once: the hot path increments without a labels() lookup.
+        self.activations_by_code = {code: self.activations.labels(code) for code in CODES}
         for limit in RATE_LIMITS:
             self.rate_limited.labels(limit)
         for dependency in DEPENDENCIES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -30,10 +31,27 @@ from activation.store.redis_store import (
     Recorded,
     StoreUnavailable,
 )
-from metrics import ApiMetrics, exposition
+from metrics import exposition
 
 REDIS_FAILURES: tuple[type[BaseException], ...] = (StoreUnavailable, *REDIS_OUTAGES)
 RESOURCES = web.AppKey("resources", Resources)
+
+
+class EventIds:
+    """Unique event ids without a system call per request: a random 64-bit prefix drawn once
+    per process start, then a counter (PostgreSQL's unique event_id relies on them)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+EVENT_IDS = web.AppKey("event_ids", EventIds)
+
+
 SIGNER = web.AppKey("signer", Signer)
 ANSWERER = web.AppKey("answerer", Answerer)
 POSTGRES_OUTAGES = (
@@ -113,47 +131,20 @@ async def activate(request: web.Request) -> web.Response:
             hostname=body.hostname,
             version=body.version_text,
             ip=_client_address(request),
-            event_id=os.urandom(16).hex(),
+            event_id=request.app[EVENT_IDS].next(),
         ),
         now,
     )
     metrics.script_latency.observe(time.perf_counter() - store_started)
-    _count_cache(request.app[CACHE_TALLY], store.cache_misses, metrics, outcome)
     if isinstance(outcome, RateLimited):
         raise _rate_limited(resources, outcome)
     recorded = outcome if isinstance(outcome, Recorded) else None
     product = recorded.license.product if recorded else body.product
     releases = (resources.releases.generation, resources.releases.for_product(product))
     decision, payload = request.app[ANSWERER].answer(body, recorded, releases, now)
-    resources.metrics.activations.labels(decision.code.value).inc()
-    resources.metrics.activation_latency.observe(time.perf_counter() - started)
+    metrics.activations_by_code[decision.code].inc()
+    metrics.activation_latency.observe(time.perf_counter() - started)
     return _signed(request.app[SIGNER], payload)
-
-
-class _CacheTally:
-    """The store's miss counter as last copied into the metrics."""
-
-    __slots__ = ("misses",)
-
-    def __init__(self, misses: int) -> None:
-        self.misses = misses
-
-
-CACHE_TALLY = web.AppKey("cache_tally", _CacheTally)
-
-
-def _count_cache(
-    tally: _CacheTally, store_misses: int, metrics: ApiMetrics, outcome: object
-) -> None:
-    """Misses are copied from the store's counter (exact); a call that saw no new miss and was
-    not rate limited is a hit. Two misses of concurrent calls landing in one copy can count
-    one call of the pair as a hit: rare, and only while the cache is cold."""
-    new_misses = store_misses - tally.misses
-    if new_misses:
-        tally.misses = store_misses
-        metrics.cache_misses.inc(new_misses)
-    elif not isinstance(outcome, RateLimited):
-        metrics.cache_hits.inc()
 
 
 async def deactivate(request: web.Request) -> web.Response:
@@ -167,7 +158,7 @@ async def deactivate(request: web.Request) -> web.Response:
             hostname="",
             version="",
             ip=_client_address(request),
-            event_id=os.urandom(16).hex(),
+            event_id=request.app[EVENT_IDS].next(),
         ),
         now,
     )
@@ -245,7 +236,7 @@ def create_public_app(resources: Resources) -> web.Application:
     if resources.signer is None:
         raise RuntimeError("the public API needs a signing key")
     app[SIGNER] = resources.signer
-    app[CACHE_TALLY] = _CacheTally(resources.store.cache_misses)
+    app[EVENT_IDS] = EventIds()
     app[ANSWERER] = Answerer(
         resources.settings.grace, timedelta(days=resources.settings.answer_valid_days)
     )

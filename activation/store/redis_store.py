@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -24,6 +24,20 @@ LicenseLoader = Callable[[str], Awaitable[License | None]]
 
 ACTIVATE_SCRIPT = (resources.files("activation.store") / "activate.lua").read_text()
 _PARSED_CACHE_LIMIT = 20_000
+
+
+class _Incrementable(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class CacheCounters(Protocol):
+    """Where the store counts license cache hits and misses (ApiMetrics has both)."""
+
+    @property
+    def cache_hits(self) -> _Incrementable: ...
+
+    @property
+    def cache_misses(self) -> _Incrementable: ...
 
 
 class StoreUnavailable(Exception):
@@ -106,6 +120,7 @@ class ActivationStore:
         limits: Limits,
         loader: LicenseLoader,
         hot_client: LeanScriptClient | None = None,
+        cache_counters: CacheCounters | None = None,
     ) -> None:
         """`hot_client` runs the activation script when given (see lean_redis.py); redis-py
         runs it otherwise (Redis Cluster) and serves every other command."""
@@ -116,7 +131,7 @@ class ActivationStore:
         self._script = redis.register_script(ACTIVATE_SCRIPT)
         self._hot = hot_client
         self._parsed: dict[bytes, License] = {}
-        self.cache_misses = 0
+        self._cache_counters = cache_counters
 
     async def activate(self, request: ActivationRequest, now: datetime) -> ScriptOutcome:
         return await self._run("a", request, now)
@@ -160,8 +175,11 @@ class ActivationStore:
             request.license_key,
         ]
         reply = await self._call(script_keys, args)
+        if self._cache_counters is not None and reply[0] in (b"OK", b"NF"):
+            self._cache_counters.cache_hits.inc()
         if reply[0] == b"MISS":
-            self.cache_misses += 1
+            if self._cache_counters is not None:
+                self._cache_counters.cache_misses.inc()
             license = await self._loader(request.license_key)
             if license is None:
                 args[13] = "-"
