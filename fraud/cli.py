@@ -57,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if settings.database_url is None or settings.redis_url is None:
         sys.exit("DATABASE_URL and REDIS_URL must be set")
     port = args.port if args.port is not None else int(os.environ.get("WORKER_PORT", "8082"))
-    asyncio.run(run(settings, once=args.once, port=port))
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run(settings, once=args.once, port=port))
 
 
 @contextlib.asynccontextmanager

@@ -92,25 +92,40 @@ class Worker:
         self.last_pass_at = 0.0
 
     async def drain_streams(self, report: PassReport) -> None:
+        """Store batches until the streams are empty, reading and parsing the next batch while
+        PostgreSQL commits the current one (acknowledged only after its commit)."""
         now = await self.resources.clock.now()
-        while True:
-            batch: IngestReport = await self.ingest.run_once()
-            report.ingested += batch.inserted
-            report.reclaimed += batch.reclaimed
-            report.dead += batch.dead
-            self.metrics.events_ingested.inc(batch.inserted)
-            self.metrics.events_reclaimed.inc(batch.reclaimed)
-            self.metrics.dead_letters.inc(batch.dead)
-            if batch.reclaimed:
-                log.info("reclaimed=%d entries from a stalled consumer, stored", batch.reclaimed)
-            # A long drain is progress, not a stall: keep /healthz green batch by batch.
-            self.last_pass_at = time.time()
-            opened = await self.cases.open_from_events(batch.events, now)
-            report.cases.opened += opened.opened
-            report.cases.leaks += opened.leaks
-            self.metrics.cases_opened.inc(opened.opened)
-            if not batch.events and not batch.dead:
-                return
+        upcoming = asyncio.create_task(self.ingest.fetch(reclaim=True))
+        try:
+            while True:
+                current = await upcoming
+                if current.empty:
+                    return
+                storing = asyncio.create_task(self.ingest.store(current))
+                upcoming = asyncio.create_task(self.ingest.fetch(reclaim=False))
+                batch: IngestReport = await storing
+                self._record(batch, report)
+                opened = await self.cases.open_from_events(batch.events, now)
+                report.cases.opened += opened.opened
+                report.cases.leaks += opened.leaks
+                self.metrics.cases_opened.inc(opened.opened)
+        finally:
+            if not upcoming.done():
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upcoming
+
+    def _record(self, batch: IngestReport, report: PassReport) -> None:
+        report.ingested += batch.inserted
+        report.reclaimed += batch.reclaimed
+        report.dead += batch.dead
+        self.metrics.events_ingested.inc(batch.inserted)
+        self.metrics.events_reclaimed.inc(batch.reclaimed)
+        self.metrics.dead_letters.inc(batch.dead)
+        if batch.reclaimed:
+            log.info("reclaimed=%d entries from a stalled consumer, stored", batch.reclaimed)
+        # A long drain is progress, not a stall: keep /healthz green batch by batch.
+        self.last_pass_at = time.time()
 
     async def run_once(self) -> PassReport:
         started = time.perf_counter()
