@@ -7,8 +7,6 @@ yields a 500; an unexpected failure is logged and answered as a 500 problem.
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -25,32 +23,16 @@ from activation.admin import (
 )
 from activation.admin.state import RESOURCES
 from activation.api.openapi import openapi_handler
-from activation.api.problems import ProblemError, problem
+from activation.api.problems import answer_problems
 from activation.runtime import Resources
-from activation.store.redis_store import StoreUnavailable
 from fraud.console import create_console_app
-
-log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # bulk imports of tens of thousands of rows
 
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ProblemError as error:
-        return error.response()
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-        return problem(error.status, error.reason, headers=headers)
-    except StoreUnavailable:
-        return problem(503, "Redis is unreachable; try again", headers={"Retry-After": "5"})
-    except Exception:
-        log.exception("admin request %s %s failed", request.method, request.path)
-        return problem(500, "internal error; the failure was logged")
+    return await answer_problems(request, handler)
 
 
 def create_admin_app(resources: Resources) -> web.Application:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from activation.admin.state import PRINCIPAL, Principal, Role, resources_of
 from activation.api.problems import ProblemError
+from activation.runtime import Resources
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,7 +40,15 @@ async def authenticate(request: web.Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("an Authorization: Bearer <token> header is required")
-    resources = resources_of(request)
+    principal = await principal_for(resources_of(request), token)
+    if principal is None:
+        raise _unauthorized("unknown or revoked token")
+    return principal
+
+
+async def principal_for(resources: Resources, token: str) -> Principal | None:
+    """Who a token is (the bootstrap token is an admin); None if unknown or revoked. The one
+    lookup behind both the JSON API's bearer tokens and the console's login."""
     bootstrap = resources.settings.admin_bootstrap_token
     if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
         return Principal(BOOTSTRAP_NAME, Role.ADMIN, None)
@@ -47,9 +56,7 @@ async def authenticate(request: web.Request) -> Principal:
         "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         token_hash(token),
     )
-    if row is None:
-        raise _unauthorized("unknown or revoked token")
-    return Principal(row["name"], Role(row["role"]), row["id"])
+    return None if row is None else Principal(row["name"], Role(row["role"]), row["id"])
 
 
 def requires(role: Role) -> Callable[[Handler], Handler]:

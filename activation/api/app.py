@@ -21,19 +21,16 @@ from activation.api.parsing import (
     parse_deactivation,
     read_json_object,
 )
-from activation.api.problems import ProblemError, problem
+from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, answer_problems
 from activation.api.signing import Signer
 from activation.runtime import Resources
 from activation.store.redis_store import (
-    REDIS_OUTAGES,
     ActivationRequest,
     RateLimited,
     Recorded,
-    StoreUnavailable,
 )
 from metrics import exposition
 
-REDIS_FAILURES: tuple[type[BaseException], ...] = (StoreUnavailable, *REDIS_OUTAGES)
 RESOURCES = web.AppKey("resources", Resources)
 
 
@@ -54,14 +51,6 @@ EVENT_IDS = web.AppKey("event_ids", EventIds)
 
 SIGNER = web.AppKey("signer", Signer)
 ANSWERER = web.AppKey("answerer", Answerer)
-POSTGRES_OUTAGES = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
-    OSError,
-)
-RETRY_AFTER_SECONDS = "2"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,45 +61,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     is counted by status class (api_responses_total)."""
     metrics = request.app[RESOURCES].metrics
     try:
-        response = await _problems(request, handler)
+        response = await answer_problems(request, handler, _count_outage)
     except web.HTTPException as error:  # redirects and the like pass through
         metrics.count_response(error.status)
-        raise
-    except Exception:  # aiohttp answers 500 (never for client input: SPEC §5)
-        metrics.count_response(500)
         raise
     metrics.count_response(response.status)
     return response
 
 
-async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ProblemError as error:
-        return error.response()
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        return problem(error.status, error.reason, headers=_allow_header(error))
-    except REDIS_FAILURES:
-        request.app[RESOURCES].metrics.dependency_errors.labels("redis").inc()
-        return _unavailable("Redis")
-    except POSTGRES_OUTAGES:
-        request.app[RESOURCES].metrics.dependency_errors.labels("postgresql").inc()
-        return _unavailable("PostgreSQL")
-
-
-def _unavailable(dependency: str) -> web.Response:
-    return problem(
-        503,
-        f"{dependency} is unreachable; try again shortly",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
-def _allow_header(error: web.HTTPException) -> dict[str, str] | None:
-    allow = error.headers.get("Allow")
-    return {"Allow": allow} if allow else None
+def _count_outage(request: web.Request, dependency: str) -> None:
+    request.app[RESOURCES].metrics.dependency_errors.labels(dependency).inc()
 
 
 def _client_address(request: web.Request) -> str:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
+from redis import exceptions as redis_errors
+
+from activation.store.redis_store import StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -60,3 +68,64 @@ class ProblemError(Exception):
 
 def bad_field(field: str, detail: str) -> ProblemError:
     return ProblemError(400, f"{field}: {detail}", field=field)
+
+
+RETRY_AFTER_SECONDS = "2"
+REDIS_FAILURES: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,
+    redis_errors.RedisClusterException,
+)
+# Redis paths raise StoreUnavailable, so a bare OSError here comes from PostgreSQL's driver.
+POSTGRES_FAILURES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OutageHook = Callable[[web.Request, str], None]
+
+
+async def answer_problems(
+    request: web.Request, handler: Handler, on_outage: OutageHook | None = None
+) -> web.StreamResponse:
+    """The error mapping of both HTTP apps: every error answer is problem JSON.
+
+    - `ProblemError` (parsing, domain refusals) as raised; aiohttp's 4xx (404, 405 with
+      Allow, 413) as problems; 3xx pass through.
+    - Redis or PostgreSQL unreachable → 503 with Retry-After (fail closed), reported to
+      `on_outage` with "redis" or "postgresql".
+    - Anything else is a bug: logged, answered 500 (never caused by client input, SPEC §5).
+    """
+    try:
+        return await handler(request)
+    except ProblemError as error:
+        return error.response()
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        allow = error.headers.get("Allow")
+        return problem(error.status, error.reason, headers={"Allow": allow} if allow else None)
+    except REDIS_FAILURES:
+        return _outage(request, on_outage, "redis", "Redis")
+    except POSTGRES_FAILURES:
+        return _outage(request, on_outage, "postgresql", "PostgreSQL")
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return problem(500, "internal error; the failure was logged")
+
+
+def _outage(
+    request: web.Request, on_outage: OutageHook | None, label: str, name: str
+) -> web.Response:
+    if on_outage is not None:
+        on_outage(request, label)
+    return problem(
+        503, f"{name} is unreachable; try again shortly",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )  # fmt: skip

@@ -13,6 +13,7 @@ import secrets
 
 from aiohttp import web
 
+from activation.admin.auth import principal_for
 from activation.admin.cases import MAX_NOTE, ladder_of
 from activation.admin.state import Role, resources_of
 from fraud.cases import ActionRefused, TeamAction
@@ -50,7 +51,7 @@ async def login(request: web.Request) -> web.Response:
     if not sessions.tokens_match(request.cookies.get(sessions.LOGIN_COOKIE), fields.get("csrf")):
         raise web.HTTPForbidden(reason="the login form expired or came from elsewhere; reload it")
     resources = resources_of(request)
-    principal = await sessions.principal_for(resources, fields.get("token", "").strip())
+    principal = await principal_for(resources, fields.get("token", "").strip())
     if principal is None:
         return _login_form(request, "Unknown or revoked token.")
     session_id, _ = await sessions.create(resources, principal)

@@ -27,7 +27,6 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from activation.admin.auth import BOOTSTRAP_NAME, token_hash
 from activation.admin.state import Principal, Role
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
@@ -55,18 +54,6 @@ class Session:
 def _key(resources: Resources, session_id: str) -> str:
     digest = hashlib.sha256(session_id.encode()).hexdigest()
     return f"{resources.layout.prefix}:console:session:{digest}"
-
-
-async def principal_for(resources: Resources, token: str) -> Principal | None:
-    """The API token's principal, as `activation.admin.auth` accepts it; None if unknown."""
-    bootstrap = resources.settings.admin_bootstrap_token
-    if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
-        return Principal(BOOTSTRAP_NAME, Role.ADMIN, None)
-    row = await resources.pool.fetchrow(
-        "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        token_hash(token),
-    )
-    return None if row is None else Principal(row["name"], Role(row["role"]), row["id"])
 
 
 async def create(resources: Resources, principal: Principal) -> tuple[str, Session]:
