@@ -1,4 +1,5 @@
-"""Small HTTP helpers shared by the integration tests: everything goes through the APIs."""
+"""Small helpers shared by the integration tests: HTTP calls, where everything goes through the
+APIs, and a count of what the shard streams hold pending."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 import orjson
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from activation.runtime import Resources
+from fraud.ingest import GROUP
 
 Client = TestClient[Any, Any]
 
@@ -97,3 +101,12 @@ def verify_signature(public_key_b64: str, body: bytes, header: str) -> None:
     assert scheme == "ed25519"
     key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
     key.verify(base64.b64decode(signature), body)
+
+
+async def pending_total(resources: Resources) -> int:
+    """Entries read from the shard streams and not yet acknowledged by the ingest group."""
+    total = 0
+    for stream in resources.layout.streams():
+        if await resources.redis.exists(stream):
+            total += int((await resources.redis.xpending(stream, GROUP))["pending"])
+    return total

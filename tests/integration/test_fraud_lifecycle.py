@@ -8,20 +8,16 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from activation.admin.app import create_admin_app
-from activation.api.app import create_public_app
 from activation.config import Settings
-from activation.runtime import Resources, open_resources
-from fraud.escalation import DEFAULT_LADDER
-from fraud.notify import Channel, Sender, SmtpSender, WebhookSender
+from activation.runtime import Resources
 from fraud.worker import Worker
 from metrics import WorkerMetrics
 from tests.integration.helpers import activate, advance_clock, create_license, set_clock
-from tests.integration.receivers import SECRET, Receiver, Smtp
+from tests.integration.receivers import Receiver, Smtp
+from tests.integration.systems import wired
 
 DAY = 86_400
 
@@ -67,30 +63,8 @@ class System:
 async def system(
     settings: Settings, smtp: Smtp, receiver: Receiver, admin_headers: dict[str, str]
 ) -> AsyncIterator[System]:
-    configured = dataclasses.replace(
-        settings,
-        smtp_url=smtp.url,
-        fraud_webhook_url=receiver.url,
-        fraud_webhook_secret=SECRET,
-        mail_from="licensing@vendor.example",
-    )
-    from tests.conftest import _clean, _drop_prefix
-
-    await _clean(configured)
-    async with (
-        open_resources(configured) as resources,
-        aiohttp.ClientSession() as session,
-        TestClient(TestServer(create_public_app(resources))) as public,
-        TestClient(TestServer(create_admin_app(resources))) as admin,
-    ):
-        senders: dict[Channel, Sender] = {
-            Channel.EMAIL: SmtpSender(smtp.url, configured.mail_from),
-            Channel.WEBHOOK: WebhookSender(receiver.url, SECRET, session),
-        }
-        worker = Worker(resources, DEFAULT_LADDER, senders, WorkerMetrics())
-        yield System(public, admin, admin_headers, worker, resources, smtp, receiver)
-    assert configured.redis_url is not None
-    await _drop_prefix(configured.redis_url, configured.redis_prefix)
+    async with wired(settings, smtp, receiver, WorkerMetrics()) as it:
+        yield System(it.public, it.admin, admin_headers, it.worker, it.resources, smtp, receiver)
 
 
 async def _start_case(system: System) -> None:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, Recorded
 from fraud.ingest import GROUP, IngestReport, StreamIngest
-from tests.integration.helpers import activate, activation_body, create_license
+from tests.integration.helpers import activate, activation_body, create_license, pending_total
 
 Client = TestClient[Any, Any]
 
@@ -55,14 +55,6 @@ async def stream_event_ids(resources: Resources) -> list[str]:
 async def stored_event_ids(resources: Resources) -> list[str]:
     rows = await resources.pool.fetch("SELECT event_id FROM activation_events")
     return [row["event_id"] for row in rows]
-
-
-async def pending_total(resources: Resources) -> int:
-    total = 0
-    for stream in resources.layout.streams():
-        if await resources.redis.exists(stream):
-            total += int((await resources.redis.xpending(stream, GROUP))["pending"])
-    return total
 
 
 async def stream_length(resources: Resources) -> int:

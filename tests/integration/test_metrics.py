@@ -2,33 +2,23 @@
 `activation-server --processes 2` shown to report the sum over both processes.
 
 In-process tests drive the real apps and a real worker and read the metrics objects' registries;
-the multiprocess test starts the real command on free ports (like test_openapi_fuzz.py) with
+the multiprocess test starts the real command on free ports (tests/integration/servers.py) with
 TMPDIR pointing at the test's directory, so the per-process metric files the parent's fresh
 directory holds can be read one by one as well.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import asyncpg
 import pytest
-import redis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -38,11 +28,8 @@ from activation.admin.app import create_admin_app
 from activation.api.app import create_public_app
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
-from fraud.escalation import DEFAULT_LADDER
-from fraud.notify import Channel, Sender, SmtpSender, WebhookSender
 from fraud.worker import Worker
 from metrics import CODES, ApiMetrics, WorkerMetrics
-from tests.conftest import BOOTSTRAP_TOKEN, TABLES
 from tests.integration.helpers import (
     activate,
     activation_body,
@@ -50,7 +37,9 @@ from tests.integration.helpers import (
     create_license,
     set_clock,
 )
-from tests.integration.receivers import SECRET, Receiver, Smtp, free_port
+from tests.integration.receivers import Receiver, Smtp
+from tests.integration.servers import call, server_env, serving
+from tests.integration.systems import wired
 
 Client = TestClient[Any, Any]
 JSON = {"Content-Type": "application/json"}
@@ -171,31 +160,9 @@ class Fleet:
 async def fleet(
     settings: Settings, smtp: Smtp, receiver: Receiver, admin_headers: dict[str, str]
 ) -> AsyncIterator[Fleet]:
-    configured = dataclasses.replace(
-        settings,
-        smtp_url=smtp.url,
-        fraud_webhook_url=receiver.url,
-        fraud_webhook_secret=SECRET,
-        mail_from="licensing@vendor.example",
-    )
-    from tests.conftest import _clean, _drop_prefix
-
-    await _clean(configured)
     metrics = WorkerMetrics()
-    async with (
-        open_resources(configured) as resources,
-        aiohttp.ClientSession() as session,
-        TestClient(TestServer(create_public_app(resources))) as public,
-        TestClient(TestServer(create_admin_app(resources))) as admin,
-    ):
-        senders: dict[Channel, Sender] = {
-            Channel.EMAIL: SmtpSender(smtp.url, configured.mail_from),
-            Channel.WEBHOOK: WebhookSender(receiver.url, SECRET, session),
-        }
-        worker = Worker(resources, DEFAULT_LADDER, senders, metrics)
-        yield Fleet(public, admin, admin_headers, worker, metrics, resources)
-    assert configured.redis_url is not None
-    await _drop_prefix(configured.redis_url, configured.redis_prefix)
+    async with wired(settings, smtp, receiver, metrics) as it:
+        yield Fleet(it.public, it.admin, admin_headers, it.worker, metrics, it.resources)
 
 
 async def test_worker_metrics_move_with_their_events(fleet: Fleet) -> None:
@@ -268,20 +235,6 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
-    )
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @dataclasses.dataclass
 class Served:
     public: str
@@ -293,68 +246,20 @@ class Served:
 def two_processes(
     database_url: str, server_urls: tuple[str, str], tmp_path: Path
 ) -> Iterator[Served]:
-    async def truncate() -> None:
-        connection = await asyncpg.connect(database_url)
-        await connection.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        await connection.close()
-
-    asyncio.run(truncate())
-    prefix = f"mp{secrets.token_hex(4)}"
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    public_port, admin_port = free_port(), free_port()
-    env = os.environ | {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": server_urls[1],
-        "REDIS_PREFIX": prefix,
-        "SIGNING_KEY_FILE": str(tmp_path / "signing-key.pem"),
-        "DEV": "1",
-        "ADMIN_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-        "RATE_LIMIT_IP_PER_MINUTE": "0",
-        "RATE_LIMIT_KEY_PER_MINUTE": "0",
-        "RATE_LIMIT_NOT_FOUND_PER_MINUTE": "0",
-        "TMPDIR": str(tmpdir),
-    }
+    prefix = f"mp{secrets.token_hex(4)}"
+    env = server_env(database_url, server_urls[1], prefix, tmp_path, TMPDIR=str(tmpdir))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [
-        str(Path(sys.executable).parent / "activation-server"), "serve", "--processes", "2",
-        "--public-port", str(public_port), "--admin-port", str(admin_port),
-    ]  # fmt: skip
-    log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT
-        )
-    served = Served(f"http://127.0.0.1:{public_port}", f"http://127.0.0.1:{admin_port}", tmpdir)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"activation-server exited {process.returncode}:\n{log.read_text()}")
-            try:
-                # Both children must be up: ready answers from two different connections
-                # are not proof, so wait until both wrote their metric files too.
-                ready = _call("GET", f"{served.public}/readyz")[0] == 200
-            except OSError:
-                ready = False
-            if ready and len(list(tmpdir.glob("activation-metrics-*/counter_*.db"))) == 2:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"activation-server not ready:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield served
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        client = redis.Redis.from_url(server_urls[1])
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
-        client.close()
-        asyncio.run(truncate())
+
+    def both_children_up() -> bool:
+        # Ready answers from two different connections are not proof that both children are
+        # up, so wait until both wrote their metric files too.
+        return len(list(tmpdir.glob("activation-metrics-*/counter_*.db"))) == 2
+
+    options = ("--processes", "2")
+    with serving(env, tmp_path, *options, until=both_children_up, stop_timeout=15) as urls:
+        yield Served(urls.public, urls.admin, tmpdir)
     # The parent removes its metrics directory once the children are gone.
     assert list(tmpdir.glob("activation-metrics-*")) == []
 
@@ -381,7 +286,7 @@ def _per_process_activations(metrics_dir: Path) -> list[float]:
 
 def test_processes_2_metrics_sum_over_both_processes(two_processes: Served) -> None:
     admin = f"{two_processes.admin}/admin/v1"
-    status, body = _call(
+    status, body = call(
         "POST", f"{admin}/customers", {"name": "Acme", "email": "ops@acme.example", "phone": "1"}
     )
     assert status == 201, body
@@ -390,7 +295,7 @@ def test_processes_2_metrics_sum_over_both_processes(two_processes: Served) -> N
         "edition": "enterprise", "purchased_on": "2026-01-15", "failover": True,
         "max_servers": 100,
     }  # fmt: skip
-    status, body = _call("POST", f"{admin}/licenses", license)
+    status, body = call("POST", f"{admin}/licenses", license)
     assert status == 201, body
     key = json.loads(body)["key"]
 
@@ -398,14 +303,14 @@ def test_processes_2_metrics_sum_over_both_processes(two_processes: Served) -> N
     url = f"{two_processes.public}/v1/activations"
 
     def one(n: int) -> int:
-        return _call("POST", url, activation_body(key, f"server-{n % 7}"))[0]
+        return call("POST", url, activation_body(key, f"server-{n % 7}"))[0]
 
     # New connection per request: SO_REUSEPORT spreads them over both children.
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert set(pool.map(one, range(count))) == {200}
 
     for _ in range(6):  # each scrape may land on either child; every one sees the sum
-        status, text = _call("GET", f"{two_processes.public}/metrics")
+        status, text = call("GET", f"{two_processes.public}/metrics")
         assert status == 200
         samples = _samples(text.decode())
         activations = sum(

@@ -39,6 +39,7 @@ from typing import IO
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, Recorded
 from fraud.ingest import GROUP, StreamIngest
+from tests.integration.helpers import pending_total
 
 WORKER = Path(sys.executable).parent / "fraud-worker"
 KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -155,14 +156,6 @@ async def in_flight_of(resources: Resources, consumer: str) -> dict[str, int]:
             for _, fields in entries:
                 found[fields[b"id"].decode()] = int(entry["times_delivered"])
     return found
-
-
-async def pending_total(resources: Resources) -> int:
-    total = 0
-    for stream in resources.layout.streams():
-        if await resources.redis.exists(stream):
-            total += int((await resources.redis.xpending(stream, GROUP))["pending"])
-    return total
 
 
 def logged_reclaims(logs: list[Path]) -> int:

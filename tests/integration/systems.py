@@ -1,0 +1,62 @@
+"""The whole system in one process, wired like production for the end-to-end tests
+(test_fraud_lifecycle.py, test_metrics.py): the public and admin apps on test servers and a
+fraud worker sending through a real SMTP server and a real webhook receiver."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
+
+from activation.admin.app import create_admin_app
+from activation.api.app import create_public_app
+from activation.config import Settings
+from activation.runtime import Resources, open_resources
+from fraud.escalation import DEFAULT_LADDER
+from fraud.notify import Channel, Sender, SmtpSender, WebhookSender
+from fraud.worker import Worker
+from metrics import WorkerMetrics
+from tests.conftest import _clean, _drop_prefix
+from tests.integration.helpers import Client
+from tests.integration.receivers import SECRET, Receiver, Smtp
+
+
+@dataclasses.dataclass
+class Wired:
+    resources: Resources
+    public: Client
+    admin: Client
+    worker: Worker
+
+
+@asynccontextmanager
+async def wired(
+    settings: Settings, smtp: Smtp, receiver: Receiver, metrics: WorkerMetrics
+) -> AsyncIterator[Wired]:
+    """`settings` with SMTP and the webhook pointed at `smtp` and `receiver`, on an emptied
+    database; the Redis prefix is dropped afterwards."""
+    configured = dataclasses.replace(
+        settings,
+        smtp_url=smtp.url,
+        fraud_webhook_url=receiver.url,
+        fraud_webhook_secret=SECRET,
+        mail_from="licensing@vendor.example",
+    )
+    await _clean(configured)
+    async with (
+        open_resources(configured) as resources,
+        aiohttp.ClientSession() as session,
+        TestClient(TestServer(create_public_app(resources))) as public,
+        TestClient(TestServer(create_admin_app(resources))) as admin,
+    ):
+        senders: dict[Channel, Sender] = {
+            Channel.EMAIL: SmtpSender(smtp.url, configured.mail_from),
+            Channel.WEBHOOK: WebhookSender(receiver.url, SECRET, session),
+        }
+        worker = Worker(resources, DEFAULT_LADDER, senders, metrics)
+        yield Wired(resources, public, admin, worker)
+    assert configured.redis_url is not None
+    await _drop_prefix(configured.redis_url, configured.redis_prefix)
