@@ -22,6 +22,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
+from fraud.cache_sync import CacheSync
 from fraud.case_runner import CaseReport, CaseRunner
 from fraud.escalation import Ladder
 from fraud.ingest import IngestReport, StreamIngest
@@ -87,6 +88,7 @@ class Worker:
             leak_threshold=settings.leak_threshold,
         )
         self.duties = MsDuties(resources.pool, resources.store)
+        self.cache_sync = CacheSync(resources.pool, resources.store)
         self.senders = senders
         self.stopping = asyncio.Event()
         self.last_pass_at = 0.0
@@ -131,6 +133,9 @@ class Worker:
         started = time.perf_counter()
         report = PassReport()
         await self.drain_streams(report)
+        resynced = await self.cache_sync.run_once()
+        if resynced:
+            log.info("re-wrote %d licenses into the Redis cache", resynced)
         now = await self.resources.clock.now()
         evaluated = await self.cases.evaluate_open(now)
         report.cases.resolved = evaluated.resolved

@@ -197,3 +197,27 @@ async def test_leaked_key_is_flagged_at_once_R16(system: System) -> None:
     assert system.webhook_types() == ["leak_suspected"]
     # Flagged, not disabled: the ladder or a person disables (R16).
     assert (await system.phone_home("pirate-0"))[0]["code"] == "GRACE"
+
+
+async def test_a_change_whose_redis_write_failed_reaches_the_cache_R17(system: System) -> None:
+    """PostgreSQL committed, Redis never heard of it (as when Redis failed right after the
+    commit): the next worker pass re-writes the license, and every process answers DISABLED."""
+    created = await create_license(system.admin, system.headers)
+    system.license_key = created["key"]
+    assert (await system.phone_home("server-a"))[0]["code"] == "VALID"
+    await system.work()  # the sweep has synced everything
+    await system.resources.pool.execute(
+        "UPDATE licenses SET status = 'disabled', disabled_reason = 'chargeback' WHERE key = $1",
+        system.license_key,
+    )
+    assert (await system.phone_home("server-a"))[0]["code"] == "VALID"  # stale cache
+    await system.work()
+    answer = (await system.phone_home("server-a"))[0]
+    assert (answer["code"], answer["detail"]) == (
+        "DISABLED",
+        "This license has been disabled: chargeback.",
+    )
+    unsynced = await system.resources.pool.fetchval(
+        "SELECT count(*) FROM licenses WHERE NOT cache_synced"
+    )
+    assert unsynced == 0

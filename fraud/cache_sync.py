@@ -1,0 +1,41 @@
+"""The license cache's safety net (R17): re-write licenses whose Redis copy may be stale.
+
+Every change of a license row or its add-ons marks the row unsynced (a trigger, migration
+0003). Admin writes also write through to Redis at once; this sweep catches the write whose
+Redis half failed after PostgreSQL had committed, so such a change reaches every API process
+within one worker pass instead of waiting for the next write. A row is marked synced only if
+it did not change while its document was being written (the row's xmin is compared).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from activation.store.redis_store import ActivationStore
+from activation.store.registry import LICENSE_COLUMNS, license_from_row
+
+
+class CacheSync:
+    def __init__(self, pool: asyncpg.Pool, store: ActivationStore, batch: int = 500) -> None:
+        self._pool = pool
+        self._store = store
+        self._batch = batch
+
+    async def run_once(self) -> int:
+        """Write one batch of unsynced licenses to Redis; the number written."""
+        rows = await self._pool.fetch(
+            f"""SELECT {LICENSE_COLUMNS}, l.xmin::text AS version FROM licenses l
+                WHERE NOT l.cache_synced ORDER BY l.key LIMIT $1""",
+            self._batch,
+        )
+        for row in rows:
+            await self._store.put_license(license_from_row(row))
+        if rows:
+            await self._pool.execute(
+                """UPDATE licenses l SET cache_synced = true
+                   FROM unnest($1::text[], $2::text[]) AS done(key, version)
+                   WHERE l.key = done.key AND l.xmin::text = done.version""",
+                [row["key"] for row in rows],
+                [row["version"] for row in rows],
+            )
+        return len(rows)
