@@ -42,17 +42,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 import redis
+from common import (  # bench/ is on sys.path when run as a script
+    KEY_ALPHABET,
+    VENV_BIN,
+    create_database,
+    delete_redis_prefix,
+    drop_database,
+    migrate,
+    with_database,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 BUILD = ROOT / "build"
-VENV_BIN = Path(sys.executable).parent
-KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 PRODUCT = "smartermail"
 VERSION = "16.3.6989"
 SECOND_SERVER_SHARE = 0.05
@@ -314,27 +320,6 @@ def write_bodies(fixture: Fixture, directory: Path, rng: random.Random) -> tuple
     return lua_path, json_path
 
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-async def create_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 async def seed(database_url: str, fixture: Fixture) -> None:
     today = dt.date.today()
     connection = await asyncpg.connect(database_url, timeout=10)
@@ -376,23 +361,6 @@ async def seed(database_url: str, fixture: Fixture) -> None:
             raise RuntimeError(f"seeded {count} licenses, expected {len(fixture.licenses)}")
     finally:
         await connection.close()
-
-
-def delete_redis_prefix(redis_url: str, prefix: str) -> int:
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += int(client.delete(*batch))
-                batch.clear()
-        if batch:
-            deleted += int(client.delete(*batch))
-    finally:
-        client.close()
-    return deleted
 
 
 def write_signing_key(path: Path) -> None:
@@ -869,16 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "PYTHONUNBUFFERED": "1",
         }
         write_signing_key(workdir / "signing.pem")
-        migrate = subprocess.run(
-            [str(VENV_BIN / "activation-server"), "migrate"],
-            env=env,
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+        asyncio.run(migrate(database_url, redis_url))
         fixture = make_fixture(args.licenses, rng)
         started = time.monotonic()
         asyncio.run(seed(database_url, fixture))
@@ -932,7 +891,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         with step("redis keys"):
-            say(f"deleted {delete_redis_prefix(redis_url, prefix)} Redis keys of {prefix}:*")
+            client = redis.Redis.from_url(redis_url, socket_timeout=10)
+            try:
+                say(f"deleted {delete_redis_prefix(client, prefix)} Redis keys of {prefix}:*")
+            finally:
+                client.close()
         if created:
             with step("drop database"):
                 asyncio.run(drop_database(admin_url, database))

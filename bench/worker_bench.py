@@ -34,14 +34,12 @@ import platform
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis
@@ -49,6 +47,15 @@ import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import common  # noqa: E402  (bench/ is on sys.path when run as a script)
+from common import (  # noqa: E402
+    KEY_ALPHABET,
+    delete_redis_prefix,
+    drop_database,
+    migrate,
+    with_database,
+)
 
 from activation.config import Settings  # noqa: E402
 from activation.runtime import open_resources  # noqa: E402
@@ -59,8 +66,6 @@ from fraud.worker import PassReport, Worker  # noqa: E402
 from metrics import WorkerMetrics  # noqa: E402
 
 BUILD = ROOT / "build"
-VENV_BIN = Path(sys.executable).parent
-KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 SHARDS = 16
 SECOND_SERVER_SHARE = 0.05
 TARGET_EVENTS_PER_SECOND = 20_000
@@ -68,11 +73,6 @@ TARGET_EVENTS_PER_SECOND = 20_000
 
 def say(message: str) -> None:
     print(f"[worker-bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 # --------------------------------------------------------------------------- fixture
@@ -91,31 +91,10 @@ def make_licenses(count: int, rng: random.Random) -> list[tuple[str, list[str]]]
 
 
 async def create_database(admin_url: str, redis_url: str, name: str) -> str:
-    connection = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
+    await common.create_database(admin_url, name)
     url = with_database(admin_url, name)
-    migrate = await asyncio.create_subprocess_exec(
-        str(VENV_BIN / "activation-server"),
-        "migrate",
-        env={**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _, errors = await migrate.communicate()
-    if migrate.returncode != 0:
-        raise RuntimeError(f"activation-server migrate failed: {errors.decode().strip()}")
+    await migrate(url, redis_url)
     return url
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 async def seed(database_url: str, licenses: list[tuple[str, list[str]]]) -> None:
@@ -174,19 +153,6 @@ def prefill(
         if n % 5000 == 4999:
             pipe.execute()
     pipe.execute()
-
-
-def delete_prefix(client: redis.Redis, prefix: str) -> int:
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += int(client.unlink(*batch))
-            batch = []
-    if batch:
-        deleted += int(client.unlink(*batch))
-    return deleted
 
 
 # --------------------------------------------------------------------------- measuring
@@ -331,7 +297,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             if stored != args.events:
                 raise RuntimeError(f"{mode}: stored {stored} rows, expected {args.events}")
     finally:
-        removed = delete_prefix(client, prefix)
+        removed = delete_redis_prefix(client, prefix)
         client.close()
         await drop_database(admin_url, name)
         say(f"dropped {name}, deleted {removed} Redis keys")
