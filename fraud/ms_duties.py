@@ -96,7 +96,8 @@ class MsDuties:
                     "license_key": row["key"],
                     "customer_name": row["name"],
                     "ms_covered_through": covered.isoformat(),
-                    "days_left": offset,
+                    # The days really left (a worker that was down sends the latest reminder late).
+                    "days_left": max((covered - now.date()).days, 0),
                 },
                 now=now,
                 license_key=row["key"],
