@@ -7,7 +7,8 @@
   idempotent writes → exactly one row per acknowledged activation).
 - Entries pending on a consumer that died are reclaimed after `min_idle_ms` (longer than the
   slowest normal batch) with XAUTOCLAIM.
-- An entry that cannot be written (malformed, or rejected by PostgreSQL on its own) goes to the
+- An entry that cannot be written (malformed, rejected by PostgreSQL on its own, or delivered
+  more than `max_deliveries` times without being stored, whatever the reason) goes to the
   `dead_letters` table and is acknowledged, so it never blocks the rest.
 - Streams are trimmed only below the oldest entry some group has not acknowledged.
 """
@@ -100,6 +101,7 @@ class StreamIngest:
         *,
         batch_size: int = 1000,
         min_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
         cluster: bool = False,
     ) -> None:
         self._redis = redis
@@ -108,6 +110,7 @@ class StreamIngest:
         self._consumer = consumer
         self._batch_size = batch_size
         self._min_idle_ms = min_idle_ms
+        self._max_deliveries = max_deliveries
         self._cluster = cluster
         self._groups_ready = False
 
@@ -132,9 +135,10 @@ class StreamIngest:
         then, or it would take back its own batch in flight."""
         await self.ensure_groups()
         entries = await self._reclaim() if reclaim else []
-        reclaimed = len(entries)
+        batch = Batch(reclaimed=len(entries))
+        if entries:
+            entries = await self._set_aside_poison(entries, batch)
         entries += await self._read_new()
-        batch = Batch(reclaimed=reclaimed)
         for stream, entry_id, fields in entries:
             try:
                 batch.events.append(parse_entry(stream, entry_id, fields))
@@ -161,6 +165,30 @@ class StreamIngest:
             name = stream.decode() if isinstance(stream, bytes) else stream
             found += [(name, entry_id, fields) for entry_id, fields in items if fields]
         return found
+
+    async def _set_aside_poison(
+        self, entries: list[tuple[str, bytes, dict[bytes, bytes]]], batch: Batch
+    ) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
+        """Reclaimed entries delivered `max_deliveries` times already failed every worker that
+        took them (whatever the reason): they go to the dead letters instead of failing the
+        next worker too."""
+        counts: dict[tuple[str, bytes], int] = {}
+        for stream in {stream for stream, _, _ in entries}:
+            for pending in await self._redis.xpending_range(
+                stream, GROUP, min="-", max="+", count=10_000, consumername=self._consumer
+            ):
+                entry = pending["message_id"]
+                entry_id = entry if isinstance(entry, bytes) else str(entry).encode()
+                counts[(stream, entry_id)] = int(pending["times_delivered"])
+        keep = []
+        for stream, entry_id, fields in entries:
+            delivered = counts.get((stream, entry_id), 0)
+            if delivered > self._max_deliveries:
+                reason = f"delivered {delivered} times without being stored"
+                batch.dead.append((stream, entry_id, fields, reason))
+            else:
+                keep.append((stream, entry_id, fields))
+        return keep
 
     async def _reclaim(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
         found: list[tuple[str, bytes, dict[bytes, bytes]]] = []

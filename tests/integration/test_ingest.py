@@ -453,3 +453,21 @@ def test_activation_body_helper_is_what_the_tests_send() -> None:
     body = activation_body("K", "server-a")
     assert body["hostname"] == "server-a.example.com"
     assert body["version"] == "16.3.6989"
+
+
+async def test_an_entry_no_worker_could_store_goes_to_dead_letters(resources: Resources) -> None:
+    """Delivered more than max_deliveries times (every worker that took it failed, whatever
+    the reason): the next reclaim sets it aside instead of failing again."""
+    stream = resources.layout.streams()[0]
+    ingest = StreamIngest(resources.redis, resources.pool, [stream], "survivor", min_idle_ms=0)
+    await ingest.ensure_groups()
+    poison = await resources.redis.xadd(stream, {"id": "p1", "op": "a", "key": "NOPE"})
+    await resources.redis.xreadgroup(GROUP, "crashed", {stream: ">"}, count=10)
+    await resources.redis.xclaim(stream, GROUP, "crashed", 0, [poison], retrycount=9)
+    report = await ingest.run_once()
+    assert (report.dead, report.inserted) == (1, 0)
+    row = await resources.pool.fetchrow("SELECT entry_id, error FROM dead_letters")
+    assert row is not None
+    assert row["entry_id"] == poison.decode()
+    assert "delivered 10 times" in row["error"]
+    assert (await resources.redis.xpending(stream, GROUP))["pending"] == 0
