@@ -51,8 +51,15 @@ async def login(request: web.Request) -> web.Response:
     if not sessions.tokens_match(request.cookies.get(sessions.LOGIN_COOKIE), fields.get("csrf")):
         raise web.HTTPForbidden(reason="the login form expired or came from elsewhere; reload it")
     resources = resources_of(request)
+    address = request.remote or "unknown"
+    if await sessions.login_blocked(resources, address):
+        response = _login_form(request, "Too many failed logins; try again in 15 minutes.")
+        response.set_status(429)
+        response.headers["Retry-After"] = str(sessions.LOGIN_BLOCK_SECONDS)
+        return response
     principal = await principal_for(resources, fields.get("token", "").strip())
     if principal is None:
+        await sessions.count_login_failure(resources, address)
         return _login_form(request, "Unknown or revoked token.")
     session_id, _ = await sessions.create(resources, principal)
     response = redirect("/console/")

@@ -114,6 +114,27 @@ async def test_login_bad_token_cookie_flags_and_logout(admin_client: Client) -> 
     assert replay.status == 303  # the session is gone server-side, not only from the browser
 
 
+async def test_token_guessing_is_throttled_per_client_address(admin_client: Client) -> None:
+    """After 10 failed logins from one address even the right token is refused (429) for
+    15 minutes: a token cannot be guessed by trying."""
+    for _ in range(10):
+        form = await admin_client.get("/console/login")
+        response = await admin_client.post(
+            "/console/login", data={"csrf": csrf_of(await form.text()), "token": "guess"}
+        )
+        assert response.status == 401
+    form = await admin_client.get("/console/login")
+    response = await admin_client.post(
+        "/console/login",
+        data={"csrf": csrf_of(await form.text()), "token": BOOTSTRAP_TOKEN},
+        allow_redirects=False,
+    )
+    assert response.status == 429
+    assert response.headers["Retry-After"] == "900"
+    assert "Too many failed logins" in await response.text()
+    assert (await admin_client.get("/console/", allow_redirects=False)).status == 303
+
+
 async def test_every_state_changing_route_needs_the_csrf_token(
     admin_client: Client, admin_headers: Headers, resources: Resources, case: tuple[int, str]
 ) -> None:
