@@ -19,13 +19,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 
 import asyncpg
 import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+
+from fraud.ingest_sql import (
+    INSERT_EVENTS,
+    UPSERT_INSTALLATIONS,
+    event_columns,
+    installation_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +254,8 @@ class StreamIngest:
             return 0
         async with self._pool.acquire() as connection, connection.transaction():
             # The command tag ("INSERT 0 <rows>") counts the new rows; no RETURNING needed.
-            status = await connection.execute(INSERT_EVENTS, *_event_columns(events))
-            await connection.execute(UPSERT_INSTALLATIONS, *_installation_columns(events))
+            status = await connection.execute(INSERT_EVENTS, *event_columns(events))
+            await connection.execute(UPSERT_INSTALLATIONS, *installation_columns(events))
             return int(status.rsplit(" ", 1)[-1])
 
     async def _dead_letter(self, dead: list[tuple[str, bytes, dict[bytes, bytes], str]]) -> None:
@@ -326,78 +332,3 @@ def _id_tuple(raw: bytes | str) -> tuple[int, int]:
     text = raw.decode() if isinstance(raw, bytes) else raw
     millis, _, seq = text.partition("-")
     return int(millis), int(seq or 0)
-
-
-INSERT_EVENTS = """
-INSERT INTO activation_events
-    (event_id, license_key, kind, fingerprint, hostname, ip, version, occurred_at)
-SELECT e, k, kind, f, h, ip, v, to_timestamp(t)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-            $6::text[], $7::text[], $8::float8[]) AS u (e, k, kind, f, h, ip, v, t)
-ON CONFLICT (event_id) DO NOTHING
-"""
-
-UPSERT_INSTALLATIONS = """
-INSERT INTO installations AS i
-    (license_key, fingerprint, hostname, ip, version, first_seen_at, last_seen_at, deactivated_at)
-SELECT k, f, h, ip, v, to_timestamp(first), to_timestamp(last), to_timestamp(gone)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-            $6::float8[], $7::float8[], $8::float8[]) AS u (k, f, h, ip, v, first, last, gone)
-ON CONFLICT (license_key, fingerprint) DO UPDATE SET
-    first_seen_at = LEAST(i.first_seen_at, EXCLUDED.first_seen_at),
-    last_seen_at = GREATEST(i.last_seen_at, EXCLUDED.last_seen_at),
-    hostname = CASE WHEN EXCLUDED.last_seen_at >= i.last_seen_at AND EXCLUDED.hostname <> ''
-                    THEN EXCLUDED.hostname ELSE i.hostname END,
-    ip = CASE WHEN EXCLUDED.last_seen_at >= i.last_seen_at AND EXCLUDED.ip <> ''
-              THEN EXCLUDED.ip ELSE i.ip END,
-    version = CASE WHEN EXCLUDED.last_seen_at >= i.last_seen_at AND EXCLUDED.version <> ''
-                   THEN EXCLUDED.version ELSE i.version END,
-    deactivated_at = CASE
-        WHEN EXCLUDED.deactivated_at IS NOT NULL
-             AND EXCLUDED.deactivated_at >= GREATEST(i.last_seen_at, EXCLUDED.last_seen_at)
-        THEN EXCLUDED.deactivated_at
-        WHEN EXCLUDED.last_seen_at > COALESCE(i.deactivated_at, '-infinity') THEN NULL
-        ELSE i.deactivated_at END
-"""
-
-
-def _event_columns(events: list[Event]) -> list[list[Any]]:
-    # Sorted by id: concurrent writers of overlapping (redelivered) events lock in one order.
-    events = sorted(events, key=lambda event: event.event_id)
-    return [
-        [e.event_id for e in events],
-        [e.license_key for e in events],
-        ["activation" if e.op == "a" else "deactivation" for e in events],
-        [e.fingerprint for e in events],
-        [e.hostname for e in events],
-        [e.ip for e in events],
-        [e.version for e in events],
-        [e.at.timestamp() for e in events],
-    ]
-
-
-def _installation_columns(events: list[Event]) -> list[list[Any]]:
-    """One row per (license, server): a statement may not update the same row twice."""
-    rows: dict[tuple[str, str], list[Any]] = {}
-    for e in sorted(events, key=_by_time):
-        server = (e.license_key, e.fingerprint)
-        row = rows.get(server)
-        at = e.at.timestamp()
-        if e.op == "a":
-            if row is None:
-                rows[server] = [e.license_key, e.fingerprint, e.hostname, e.ip, e.version, at, at,
-                                None]  # fmt: skip
-            else:
-                row[2], row[3], row[4], row[6], row[7] = e.hostname, e.ip, e.version, at, None
-        elif row is None:
-            rows[server] = [e.license_key, e.fingerprint, "", "", "", at, at, at]
-        else:
-            row[7] = at
-    if not rows:
-        return [[] for _ in range(8)]
-    # Upserted in key order, so that workers writing batches with rows in common lock them in
-    # the same order (in arrival order, two workers deadlock on each other's rows).
-    return [list(column) for column in zip(*(rows[server] for server in sorted(rows)), strict=True)]
-
-
-_by_time = attrgetter("at")
