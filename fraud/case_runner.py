@@ -1,8 +1,6 @@
 """The I/O around the pure case machine (fraud/cases.py): PostgreSQL first, then Redis.
+Cases are opened in fraud/case_opening.py; this module evaluates the open ones.
 
-- A case opens when an ingested event shows more active servers than allowed (R13); its
-  opening time is the moment the activation script first saw the key over its limit, so the
-  worker's deadlines equal the GRACE answers' `grace_ends_at`.
 - Each rung of the ladder is recorded in `case_steps` (primary key case + step) in the same
   transaction as its effects (outbox rows, phone task, disabling): two workers, or a worker
   that crashed after the commit, can never run a step twice (R14).
@@ -14,9 +12,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -32,11 +29,9 @@ from fraud.cases import (
     disable_at,
     evaluate,
     grace_ends_at,
-    is_leak,
     severity,
 )
 from fraud.escalation import Action, Ladder, Rung
-from fraud.ingest import Event
 from fraud.notify.outbox import Channel, enqueue
 from fraud.review.queries import CASE_SELECT, case_from_row
 from fraud.review.summary import active_servers, clear_summary, refresh_license, write_summary
@@ -65,7 +60,6 @@ class CaseRunner:
         ladder: Ladder,
         *,
         active_window: timedelta,
-        leak_threshold: int,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -73,94 +67,6 @@ class CaseRunner:
         self._store = store
         self._ladder = ladder
         self._window = active_window
-        self._leak_threshold = leak_threshold
-
-    # -- opening ---------------------------------------------------------------------------
-
-    async def open_from_events(self, events: Iterable[Event], now: datetime) -> CaseReport:
-        report = CaseReport()
-        over: dict[str, Event] = {}
-        leaks: set[str] = set()
-        for event in events:
-            if event.op == "a" and event.servers_active > event.servers_allowed:
-                over.setdefault(event.license_key, event)
-            if is_leak(event.recent_servers, self._leak_threshold):
-                leaks.add(event.license_key)
-        for key, event in over.items():
-            opened_at = await self._over_since(key) or event.at
-            if await self._open(key, opened_at, event, now):
-                report.opened += 1
-        for key in leaks:
-            if await self._flag_leak(key, now):
-                report.leaks += 1
-        return report
-
-    async def _over_since(self, key: str) -> datetime | None:
-        raw = await self._redis.hget(self._layout.for_license(key, 0).license, "over")
-        return datetime.fromtimestamp(float(raw), UTC) if raw else None
-
-    async def _open(self, key: str, opened_at: datetime, event: Event, now: datetime) -> bool:
-        async with self._pool.acquire() as connection, connection.transaction():
-            case_id = await connection.fetchval(
-                """INSERT INTO fraud_cases (license_key, opened_at, servers_active,
-                       servers_allowed, next_due_at)
-                   VALUES ($1, $2, $3, $4, $5)
-                   ON CONFLICT (license_key) WHERE status = 'open' DO NOTHING
-                   RETURNING id""",
-                key,
-                opened_at,
-                event.servers_active,
-                event.servers_allowed,
-                opened_at + self._ladder.grace,
-            )
-            if case_id is None:
-                return False
-            await _timeline(
-                connection,
-                case_id,
-                now,
-                "opened",
-                f"{event.servers_active} servers active, {event.servers_allowed} allowed; "
-                f"migration grace until {(opened_at + self._ladder.grace):%Y-%m-%d %H:%M} UTC",
-            )
-        log.info("opened case %s for %s", case_id, key)
-        return True
-
-    async def _flag_leak(self, key: str, now: datetime) -> bool:
-        async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                """UPDATE fraud_cases SET leak_suspected = true, severity = 'high'
-                   WHERE license_key = $1 AND status = 'open' AND NOT leak_suspected
-                   RETURNING id, servers_active""",
-                key,
-            )
-            if row is None:
-                return False
-            await _timeline(
-                connection,
-                row["id"],
-                now,
-                "leak_suspected",
-                "key seen on many servers within 24 hours (R16)",
-            )
-            await enqueue(
-                connection,
-                dedupe_key=f"case:{row['id']}:leak:webhook",
-                channel=Channel.WEBHOOK,
-                template="leak_suspected",
-                recipient="fraud-team",
-                payload={
-                    "event": "leak_suspected",
-                    "case_id": row["id"],
-                    "license_key": key,
-                    "severity": "high",
-                    "at": now.isoformat(),
-                },
-                now=now,
-                case_id=row["id"],
-                license_key=key,
-            )
-        return True
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -247,7 +153,7 @@ class CaseRunner:
         }
         for action in rung.actions:
             await self._act(connection, action, case, rung, row, variables, now)
-        await _timeline(
+        await timeline(
             connection,
             case.id,
             now,
@@ -322,7 +228,7 @@ class CaseRunner:
             active,
             allowed,
         )
-        await _timeline(
+        await timeline(
             connection,
             case.id,
             now,
@@ -354,7 +260,7 @@ async def disable_license(
     )
 
 
-async def _timeline(
+async def timeline(
     connection: asyncpg.Connection,
     case_id: int,
     at: datetime,

@@ -23,6 +23,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
 from fraud.cache_sync import CacheSync
+from fraud.case_opening import CaseOpener
 from fraud.case_runner import CaseReport, CaseRunner
 from fraud.escalation import Ladder
 from fraud.ingest import IngestReport, StreamIngest
@@ -85,6 +86,12 @@ class Worker:
             resources.store,
             ladder,
             active_window=settings.active_window,
+        )
+        self.opener = CaseOpener(
+            resources.pool,
+            resources.redis,
+            resources.layout,
+            ladder,
             leak_threshold=settings.leak_threshold,
         )
         self.duties = MsDuties(resources.pool, resources.store)
@@ -107,7 +114,7 @@ class Worker:
                 upcoming = asyncio.create_task(self.ingest.fetch(reclaim=False))
                 batch: IngestReport = await storing
                 self._record(batch, report)
-                opened = await self.cases.open_from_events(batch.events, now)
+                opened = await self.opener.open_from_events(batch.events, now)
                 report.cases.opened += opened.opened
                 report.cases.leaks += opened.leaks
                 self.metrics.cases_opened.inc(opened.opened)
