@@ -31,7 +31,7 @@ Change = Callable[[asyncpg.Connection, LicenseRecord, datetime], Awaitable[T]]
 def path_key(request: web.Request) -> str:
     """Keys are matched case-insensitively; anything not shaped like a key names no license."""
     key = request.match_info["key"].strip().upper()
-    if not KEY_RE.match(key):
+    if not KEY_RE.fullmatch(key):
         raise not_found(key)
     return key
 

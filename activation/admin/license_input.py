@@ -31,7 +31,7 @@ _FALSE = frozenset({"0", "false", "no", "n", "f"})
 
 
 def license_key(value: object, field: str = "key") -> str:
-    if not isinstance(value, str) or not KEY_RE.match(value.strip().upper()):
+    if not isinstance(value, str) or not KEY_RE.fullmatch(value.strip().upper()):
         raise bad_field(field, "must be 5 groups of 5 letters or digits joined by '-'")
     return value.strip().upper()
 

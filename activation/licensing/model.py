@@ -95,7 +95,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        match = _VERSION_RE.match(text)
+        match = _VERSION_RE.fullmatch(text)
         if match is None:
             raise ValueError(f"version must look like MAJOR.MINOR.BUILD, got {text!r}")
         return cls(int(match[1]), int(match[2]), int(match[3]))
