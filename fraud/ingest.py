@@ -302,6 +302,22 @@ class StreamIngest:
                 removed += int(await self._redis.xtrim(stream, minid=floor, approximate=False))
         return removed
 
+    async def forget_idle_consumers(self, max_idle_ms: int = 3_600_000) -> int:
+        """Remove consumers (workers that stopped or died) idle for `max_idle_ms` with nothing
+        pending: each worker process joins under its own name, so the group would otherwise
+        grow with every restart. A consumer with pending entries stays until they are
+        reclaimed."""
+        removed = 0
+        for stream in self._streams:
+            for consumer in await self._redis.xinfo_consumers(stream, GROUP):
+                name = consumer["name"]
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                idle = int(consumer["idle"])
+                if name != self._consumer and not consumer["pending"] and idle >= max_idle_ms:
+                    await self._redis.xgroup_delconsumer(stream, GROUP, name)
+                    removed += 1
+        return removed
+
     async def _safe_floor(self, stream: str) -> str | None:
         floors: list[tuple[int, int]] = []
         for group in await self._redis.xinfo_groups(stream):

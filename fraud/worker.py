@@ -185,6 +185,7 @@ class Worker:
                 report = await self.run_once()
                 if time.monotonic() - last_trim > trim_every:
                     await self.ingest.trim()
+                    await self.ingest.forget_idle_consumers()
                     last_trim = time.monotonic()
             except PASS_FAILURES as error:
                 # Fail-closed per pass: nothing was acknowledged that was not committed.

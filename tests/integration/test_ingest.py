@@ -471,3 +471,18 @@ async def test_an_entry_no_worker_could_store_goes_to_dead_letters(resources: Re
     assert row["entry_id"] == poison.decode()
     assert "delivered 10 times" in row["error"]
     assert (await resources.redis.xpending(stream, GROUP))["pending"] == 0
+
+
+async def test_idle_consumers_with_nothing_pending_are_forgotten(resources: Resources) -> None:
+    stream = resources.layout.streams()[0]
+    ingest = StreamIngest(resources.redis, resources.pool, [stream], "current")
+    await ingest.ensure_groups()
+    held = await resources.redis.xadd(stream, {"id": "x"})
+    await resources.redis.xreadgroup(GROUP, "dead-with-pending", {stream: ">"})
+    await resources.redis.xadd(stream, {"id": "y"})
+    done = await resources.redis.xreadgroup(GROUP, "dead-and-done", {stream: ">"})
+    await resources.redis.xack(stream, GROUP, done[0][1][0][0])
+    await ingest.forget_idle_consumers(max_idle_ms=0)
+    names = {c["name"] for c in await resources.redis.xinfo_consumers(stream, GROUP)}
+    assert names == {b"dead-with-pending"}  # its entry still waits to be reclaimed
+    assert (await resources.redis.xpending(stream, GROUP))["min"] == held
