@@ -163,11 +163,23 @@ def run_processes(settings: Settings, count: int) -> None:
 
     metrics_dir = tempfile.mkdtemp(prefix="activation-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir  # before spawning: the children inherit it
+    try:
+        supervise(_child, (settings,), count, "activation", on_exit=mark_dead)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def supervise(
+    target: Callable[..., None],
+    args: tuple[object, ...],
+    count: int,
+    name: str,
+    on_exit: Callable[[int], None] | None = None,
+) -> None:
+    """Run `count` spawned processes of `target(*args)` until they end; SIGTERM/SIGINT to
+    this process terminates them all. `on_exit(pid)` runs as each one is reaped."""
     context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(target=_child, args=(settings,), name=f"activation-{n}")
-        for n in range(count)
-    ]
+    children = [context.Process(target=target, args=args, name=f"{name}-{n}") for n in range(count)]
     for child in children:
         child.start()
 
@@ -179,13 +191,10 @@ def run_processes(settings: Settings, count: int) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    try:
-        for child in children:
-            child.join()
-            if child.pid is not None:
-                mark_dead(child.pid)
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    for child in children:
+        child.join()
+        if on_exit is not None and child.pid is not None:
+            on_exit(child.pid)
 
 
 def _child(settings: Settings) -> None:

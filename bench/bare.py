@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
-import multiprocessing
 import signal
 from collections.abc import Sequence
 
 from aiohttp import web
+
+from activation.cli import supervise
 
 BODY = b'{"valid":true,"code":"VALID"}'
 
@@ -70,24 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.processes <= 1:
         serve(args.host, args.port, reuse_port=False)
         return
-    context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(target=serve, args=(args.host, args.port, True), name=f"bare-{n}")
-        for n in range(args.processes)
-    ]
-    for child in children:
-        child.start()
-
-    def forward(_signum: int, _frame: object) -> None:
-        for child in children:
-            if child.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for child in children:
-        child.join()
+    # The project's supervisor only starts and stops the processes; the endpoint is bare.
+    supervise(serve, (args.host, args.port, True), args.processes, "bare")
 
 
 if __name__ == "__main__":
