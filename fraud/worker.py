@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 from redis.exceptions import RedisClusterException, RedisError
@@ -136,7 +137,10 @@ class Worker:
         # A long drain is progress, not a stall: keep /healthz green batch by batch.
         self.last_pass_at = time.time()
 
-    async def run_once(self) -> PassReport:
+    async def run_once(self, *, periodic: bool = True) -> PassReport:
+        """One pass. Ingest, the cache safety net and the outbox run every pass; `periodic`
+        adds the duties whose deadlines are hours or days apart (evaluating every open case,
+        M&S duties, the gauges), which the loop runs every few seconds, not every pass."""
         started = time.perf_counter()
         report = PassReport()
         await self.drain_streams(report)
@@ -144,6 +148,17 @@ class Worker:
         if resynced:
             log.info("re-wrote %d licenses into the Redis cache", resynced)
         now = await self.resources.clock.now()
+        if periodic:
+            await self._periodic(report, now)
+        report.notifications = await send_due(self.resources.pool, self.senders, now)
+        for (channel, outcome), count in report.notifications.counts().items():
+            self.metrics.notifications.labels(channel, outcome).inc(count)
+        self.metrics.pass_duration.observe(time.perf_counter() - started)
+        self.last_pass_at = time.time()
+        self.metrics.last_pass.set(self.last_pass_at)
+        return report
+
+    async def _periodic(self, report: PassReport, now: datetime) -> None:
         evaluated = await self.cases.evaluate_open(now)
         report.cases.resolved = evaluated.resolved
         report.cases.steps = evaluated.steps
@@ -153,14 +168,7 @@ class Worker:
         self.metrics.keys_disabled.labels("fraud_escalation").inc(evaluated.disabled)
         report.duties = await self.duties.run(now)
         self.metrics.ms_reminders.inc(report.duties.reminders)
-        report.notifications = await send_due(self.resources.pool, self.senders, now)
-        for (channel, outcome), count in report.notifications.counts().items():
-            self.metrics.notifications.labels(channel, outcome).inc(count)
         await self._observe()
-        self.metrics.pass_duration.observe(time.perf_counter() - started)
-        self.last_pass_at = time.time()
-        self.metrics.last_pass.set(self.last_pass_at)
-        return report
 
     async def _observe(self) -> None:
         waiting, pending = await self.ingest.lag()
@@ -178,11 +186,16 @@ class Worker:
         for stage in ("grace", "overdue", "disabled", "resolved"):
             self.metrics.cases.labels(stage).set(counts.get(stage, 0))
 
-    async def run_forever(self, idle_sleep: float = 0.5, trim_every: float = 10.0) -> None:
-        last_trim = 0.0
+    async def run_forever(
+        self, idle_sleep: float = 0.5, trim_every: float = 10.0, periodic_every: float = 5.0
+    ) -> None:
+        last_trim = last_periodic = 0.0
         while not self.stopping.is_set():
             try:
-                report = await self.run_once()
+                periodic = time.monotonic() - last_periodic >= periodic_every
+                report = await self.run_once(periodic=periodic)
+                if periodic:
+                    last_periodic = time.monotonic()
                 if time.monotonic() - last_trim > trim_every:
                     await self.ingest.trim()
                     await self.ingest.forget_idle_consumers()

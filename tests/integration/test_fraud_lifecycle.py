@@ -221,3 +221,17 @@ async def test_a_change_whose_redis_write_failed_reaches_the_cache_R17(system: S
         "SELECT count(*) FROM licenses WHERE NOT cache_synced"
     )
     assert unsynced == 0
+
+
+async def test_a_pass_without_the_periodic_duties_only_ingests_and_sends(system: System) -> None:
+    """The loop evaluates cases every few seconds, not every pass: a pass without the
+    periodic duties ingests (and opens cases) but runs no escalation step."""
+    await _start_case(system)
+    await system.resources.clock.advance(30 * DAY)  # type: ignore[attr-defined]
+    await system.phone_home("server-old", "server-new")
+    light = await system.worker.run_once(periodic=False)
+    assert (light.ingested, light.cases.steps) == (2, {})
+    assert system.smtp.mailbox.messages == []
+    full = await system.worker.run_once()
+    assert full.cases.steps == {"grace_over": 1}
+    assert len(system.smtp.mailbox.messages) == 1
