@@ -50,6 +50,7 @@ class Settings:
     answer_valid_days: int = 7
     negative_cache_seconds: int = 60
     hot_redis_client: str = "lean"
+    signing_nonce_helper: bool = True
 
     @property
     def grace(self) -> timedelta:
@@ -97,6 +98,7 @@ class Settings:
             admin_port=reader.integer("ADMIN_PORT", 8081, minimum=0),
             dev=reader.flag("DEV"),
             hot_redis_client=reader.choice("REDIS_HOT_CLIENT", ("lean", "redis-py"), "lean"),
+            signing_nonce_helper=reader.flag("SIGNING_NONCE_HELPER", default=True),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -125,8 +127,8 @@ class _Reader:
         value = self._env.get(name, "").strip()
         return value or None
 
-    def flag(self, name: str) -> bool:
-        value = (self.text(name) or "0").lower()
+    def flag(self, name: str, *, default: bool = False) -> bool:
+        value = (self.text(name) or ("1" if default else "0")).lower()
         if value in ("1", "true", "yes", "on"):
             return True
         if value in ("0", "false", "no", "off"):

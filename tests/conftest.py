@@ -119,6 +119,9 @@ def settings(
         test_clock=True,
         dev=True,
         rate_limits=RateLimits(ip_per_minute=0, key_per_minute=0, not_found_per_minute=0),
+        # One helper process per app would cost every test a process start; tests of the
+        # helper (test_signing_nonces.py) switch it on.
+        signing_nonce_helper=False,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
+from activation.api.nonces import NonceSource
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import (
     MAX_BODY_BYTES,
@@ -190,6 +191,15 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=output, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _signing_nonces(app: web.Application) -> AsyncIterator[None]:
+    """Precomputed signing nonces while the app serves (activation/api/nonces.py)."""
+    source = NonceSource()
+    app[SIGNER].attach(source)
+    yield
+    app[SIGNER].attach(None)
+    source.close()
+
+
 def create_public_app(resources: Resources) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     app[RESOURCES] = resources
@@ -200,6 +210,8 @@ def create_public_app(resources: Resources) -> web.Application:
     app[ANSWERER] = Answerer(
         resources.settings.grace, timedelta(days=resources.settings.answer_valid_days)
     )
+    if resources.settings.signing_nonce_helper:
+        app.cleanup_ctx.append(_signing_nonces)
     app.router.add_post("/v1/activations", activate)
     app.router.add_post("/v1/deactivations", deactivate)
     app.router.add_get("/v1/signing-key", signing_key)

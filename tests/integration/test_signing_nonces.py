@@ -1,0 +1,125 @@
+"""Signatures with precomputed nonces (activation/api/nonces.py): every one verifies with the
+published key, no nonce is used twice, and signing falls back to libsodium's deterministic
+signatures whenever no nonce is ready (SPEC §5 Signatures)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from activation.api import nonces as nonces_module
+from activation.api.app import SIGNER, create_public_app
+from activation.api.nonces import NonceSource
+from activation.api.signing import Signer
+from activation.config import Settings
+from activation.runtime import open_resources
+from tests.integration.helpers import activation_body, verify_signature
+
+
+@pytest.fixture
+def source() -> Iterator[NonceSource]:
+    started = NonceSource()
+    yield started
+    started.close()
+
+
+def _wait_ready(source: NonceSource, limit_s: float = 10.0) -> None:
+    """Until the helper has delivered (the probe uses up one pair, never handed out again)."""
+    deadline = time.monotonic() + limit_s
+    while source.take() is None:
+        assert time.monotonic() < deadline, "the nonce helper delivered nothing"
+        time.sleep(0.01)
+
+
+def _signature(header: str) -> bytes:
+    assert header.startswith("ed25519=")
+    return base64.b64decode(header.removeprefix("ed25519="))
+
+
+def test_precomputed_signatures_verify_and_never_repeat_a_nonce(source: NonceSource) -> None:
+    private = Ed25519PrivateKey.generate()
+    signer = Signer(private)
+    signer.attach(source)
+    _wait_ready(source)
+    taken = source.taken
+    points = set()
+    for n in range(2_000):
+        body = b'{"n":%d,"valid":true}' % n
+        signature = _signature(signer.header(body))
+        private.public_key().verify(signature, body)
+        with pytest.raises(InvalidSignature):
+            private.public_key().verify(signature, body + b" ")
+        points.add(signature[:32])
+    assert source.taken - taken > 1_000  # most came from the helper, not the fallback
+    assert len(points) == 2_000  # R = r·B differs every time: no nonce was used twice
+
+
+def test_inline_fallback_when_the_helper_is_gone_and_restart(
+    source: NonceSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = Ed25519PrivateKey.generate()
+    signer = Signer(private)
+    signer.attach(source)
+    _wait_ready(source)
+    source.close()  # the helper stops; buffered pairs are dropped
+    missed = source.missed
+    body = b'{"valid":true}'
+    first, second = _signature(signer.header(body)), _signature(signer.header(body))
+    private.public_key().verify(first, body)
+    assert first == second  # deterministic: libsodium's own nonce
+    assert source.missed == missed + 2
+    monkeypatch.setattr(nonces_module, "RESTART_AFTER_SECONDS", 0.0)
+    assert source.take() is None  # this miss restarts the helper
+    _wait_ready(source)
+    signature = _signature(signer.header(body))
+    private.public_key().verify(signature, body)
+    assert signature != first
+
+
+def test_a_forked_process_never_uses_the_parents_nonces(source: NonceSource) -> None:
+    _wait_ready(source)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os._exit(0 if source.take() is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert source.take() is not None  # the parent's own pairs are still there
+
+
+def test_the_secret_scalar_matches_the_key() -> None:
+    """RFC 8032 §5.1.5 scalar derivation, checked against a signature made by OpenSSL."""
+    private = Ed25519PrivateKey.generate()
+    signer = Signer(private)
+    body = b"same message"
+    assert _signature(signer.header(body)) == private.sign(body)  # inline = RFC 8032 exactly
+
+
+async def test_answers_through_http_use_precomputed_nonces(settings: Settings) -> None:
+    helper_on = dataclasses.replace(settings, signing_nonce_helper=True)
+    async with open_resources(helper_on) as resources:
+        app = create_public_app(resources)
+        async with TestClient(TestServer(app)) as public:
+            nonces = app[SIGNER].nonces
+            assert nonces is not None
+            _wait_ready(nonces)
+            published = await (await public.get("/v1/signing-key")).json()
+            before = nonces.taken
+            for n in range(20):
+                key = "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"
+                response = await public.post(
+                    "/v1/activations", json=activation_body(key, f"server-{n}")
+                )
+                assert response.status == 200
+                verify_signature(
+                    published["public_key"], await response.read(), response.headers["X-Signature"]
+                )
+            assert nonces.taken - before == 20
+        assert app[SIGNER].nonces is None  # detached when the app stopped
