@@ -56,18 +56,21 @@ ANSWERER = web.AppKey("answerer", Answerer)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error is problem JSON; dependency outages are 503 with Retry-After. Every answer
-    is counted by status class (api_responses_total)."""
-    metrics = request.app[RESOURCES].metrics
-    try:
-        response = await answer_problems(request, handler, _count_outage)
-    except web.HTTPException as error:  # redirects and the like pass through
-        metrics.count_response(error.status)
-        raise
-    metrics.count_response(response.status)
-    return response
+def answering(handler: Handler) -> Handler:
+    """Every answer of a route is problem JSON on error, 503 with Retry-After on an outage,
+    and counted by status class (api_responses_total). A wrapper per route rather than an
+    aiohttp middleware: the middleware chain cost the hot path ≈ 4 µs per request."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await answer_problems(request, handler, _count_outage)
+        except web.HTTPException as error:  # redirects and the like pass through
+            request.app[RESOURCES].metrics.count_response(error.status)
+            raise
+        request.app[RESOURCES].metrics.count_response(response.status)
+        return response
+
+    return answer
 
 
 def _count_outage(request: web.Request, dependency: str) -> None:
@@ -200,8 +203,37 @@ async def _signing_nonces(app: web.Application) -> AsyncIterator[None]:
     source.close()
 
 
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("POST", "/v1/activations", activate),
+    ("POST", "/v1/deactivations", deactivate),
+    ("GET", "/v1/signing-key", signing_key),
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+    ("GET", "/metrics", metrics_endpoint),
+    ("GET", "/openapi.json", openapi_handler),
+)
+
+
+def _allowed_by_path() -> dict[str, list[str]]:
+    allowed: dict[str, set[str]] = {}
+    for method, path, _ in ROUTES:
+        allowed.setdefault(path, set()).update({method, "HEAD"} if method == "GET" else {method})
+    return {path: sorted(methods) for path, methods in allowed.items()}
+
+
+_ALLOWED = _allowed_by_path()
+
+
+async def unrouted(request: web.Request) -> web.StreamResponse:
+    """What the router found no route for: 405 with Allow on a known path, else 404."""
+    allowed = _ALLOWED.get(request.path)
+    if allowed is not None:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
 def create_public_app(resources: Resources) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[RESOURCES] = resources
     if resources.signer is None:
         raise RuntimeError("the public API needs a signing key")
@@ -212,11 +244,9 @@ def create_public_app(resources: Resources) -> web.Application:
     )
     if resources.settings.signing_nonce_helper:
         app.cleanup_ctx.append(_signing_nonces)
-    app.router.add_post("/v1/activations", activate)
-    app.router.add_post("/v1/deactivations", deactivate)
-    app.router.add_get("/v1/signing-key", signing_key)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_get("/openapi.json", openapi_handler)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, answering(handler))
+        if method == "GET":
+            app.router.add_route("HEAD", path, answering(handler))
+    app.router.add_route("*", "/{tail:.*}", answering(unrouted))
     return app

@@ -104,15 +104,22 @@ async def test_chunked_oversized_body_is_413(public_client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status"),
-    [("GET", "/v1/activations", 405), ("POST", "/v1/nothing-here", 404), ("PUT", "/healthz", 405)],
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/v1/activations", 405, "POST"),
+        ("POST", "/v1/nothing-here", 404, None),
+        ("PUT", "/healthz", 405, "GET,HEAD"),
+        ("DELETE", "/v1/signing-key", 405, "GET,HEAD"),
+        ("GET", "/", 404, None),
+    ],
 )
 async def test_unknown_routes_and_methods_are_problems(
-    public_client: Client, method: str, path: str, status: int
+    public_client: Client, method: str, path: str, status: int, allow: str | None
 ) -> None:
     response = await public_client.request(method, path)
     assert response.status == status
     assert response.content_type == "application/problem+json"
+    assert response.headers.get("Allow") == allow
 
 
 async def test_bad_deactivation_input_is_a_problem(public_client: Client) -> None:
