@@ -105,10 +105,10 @@ async def activate(request: web.Request) -> web.Response:
     recorded = outcome if isinstance(outcome, Recorded) else None
     product = recorded.license.product if recorded else body.product
     releases = (resources.releases.generation, resources.releases.for_product(product))
-    decision, payload = request.app[ANSWERER].answer(body, recorded, releases, now)
+    decision, answer = request.app[ANSWERER].answer(body, recorded, releases, now)
     metrics.activations_by_code[decision.code].inc()
     metrics.activation_latency.observe(time.perf_counter() - started)
-    return _signed(request.app[SIGNER], payload)
+    return _signed_body(request.app[SIGNER], answer)
 
 
 async def deactivate(request: web.Request) -> web.Response:
@@ -153,7 +153,10 @@ def _rate_limited(resources: Resources, outcome: RateLimited) -> ProblemError:
 
 
 def _signed(signer: Signer, payload: dict[str, object]) -> web.Response:
-    body = orjson.dumps(payload)
+    return _signed_body(signer, orjson.dumps(payload))
+
+
+def _signed_body(signer: Signer, body: bytes) -> web.Response:
     return web.Response(
         body=body,
         content_type="application/json",
