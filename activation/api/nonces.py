@@ -15,8 +15,8 @@ The rules that keep this as safe as deterministic signing:
 - pairs never cross a fork: a forked child drops every buffered pair at once (`os.
   register_at_fork`) and its sources never read the parent's pipe;
 - the pipe is private to the API process (the helper's stdout), not inherited by others;
-- the helper computes only while the pipe has room (1 MiB, ≈ 16k pairs) and runs at a lower
-  CPU priority, so it uses idle time rather than competing with requests for it;
+- the helper computes only while the pipe has room (1 MiB, ≈ 16k pairs) and only on idle CPU
+  time (SCHED_IDLE), so it never competes with requests;
 - when no pair is ready (a burst emptied the pipe, the helper is starting or died) the signer
   falls back to libsodium's deterministic signing: same format, just slower. A dead helper is
   restarted at most every 10 s.
@@ -76,6 +76,10 @@ class NonceSource:
         with contextlib.suppress(OSError):  # a smaller pipe only means smaller bursts
             fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
         self._helper, self._fd = helper, fd
+
+    @property
+    def helper_pid(self) -> int | None:
+        return None if self._helper is None else self._helper.pid
 
     def take(self) -> tuple[bytes, bytes] | None:
         """(r, R), never the same twice; None when none is ready (sign inline)."""
@@ -147,6 +151,16 @@ def _drop_pairs_in_child() -> None:
 os.register_at_fork(after_in_child=_drop_pairs_in_child)
 
 
+def _run_only_when_idle() -> None:
+    """SCHED_IDLE: the helper runs only on a CPU nobody else wants, and gives it up the moment
+    a request handler wakes (a niced process still takes its time slices)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or not permitted
+        with contextlib.suppress(OSError):
+            os.nice(19)
+
+
 def produce(fd: int) -> None:
     """The helper: fill the pipe with fresh (r, R) pairs until the reader goes away."""
     from nacl.bindings import (
@@ -156,8 +170,7 @@ def produce(fd: int) -> None:
     from nacl.exceptions import RuntimeError as SodiumError
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
-    with contextlib.suppress(OSError):
-        os.nice(10)
+    _run_only_when_idle()
     while True:
         chunk = bytearray()
         for _ in range(PAIRS_PER_WRITE):

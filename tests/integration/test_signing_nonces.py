@@ -84,6 +84,12 @@ def test_inline_fallback_when_the_helper_is_gone_and_restart(
     assert signature != first
 
 
+def test_the_helper_only_uses_idle_cpu(source: NonceSource) -> None:
+    _wait_ready(source)
+    assert source.helper_pid is not None
+    assert os.sched_getscheduler(source.helper_pid) == os.SCHED_IDLE
+
+
 def test_a_forked_process_never_uses_the_parents_nonces(source: NonceSource) -> None:
     _wait_ready(source)
     child = os.fork()
