@@ -103,10 +103,9 @@ async def activate(request: web.Request) -> web.Response:
     if isinstance(outcome, RateLimited):
         raise _rate_limited(resources, outcome)
     recorded = outcome if isinstance(outcome, Recorded) else None
-    product = recorded.license.product if recorded else body.product
-    releases = (resources.releases.generation, resources.releases.for_product(product))
-    decision, answer = request.app[ANSWERER].answer(body, recorded, releases, now)
-    metrics.activations_by_code[decision.code].inc()
+    releases = (resources.releases.generation, resources.releases.for_product(body.product))
+    code, answer = request.app[ANSWERER].answer(body, recorded, releases, now)
+    metrics.activations_by_code[code].inc()
     metrics.activation_latency.observe(time.perf_counter() - started)
     return _signed_body(request.app[SIGNER], answer)
 

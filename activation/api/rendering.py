@@ -20,7 +20,19 @@ def render_activation(
 ) -> dict[str, Any]:
     """The whole answer: the static part and the per-request part."""
     payload = render_static(decision, license)
-    payload.update(render_timed(decision, fingerprint, nonce, now, valid_for))
+    payload.update(
+        render_timed(
+            decision.valid,
+            fingerprint,
+            decision.servers_active,
+            decision.servers_allowed,
+            decision.grace_ends_at,
+            decision.disable_at,
+            nonce,
+            now,
+            valid_for,
+        )
+    )
     return payload
 
 
@@ -43,20 +55,29 @@ def render_static(decision: Decision, license: License | None) -> dict[str, Any]
 
 
 def render_timed(
-    decision: Decision, fingerprint: str, nonce: str | None, now: datetime, valid_for: timedelta
+    valid: bool,
+    fingerprint: str,
+    servers_active: int,
+    servers_allowed: int,
+    grace_ends_at: datetime | None,
+    disable_at: datetime | None,
+    nonce: str | None,
+    now: datetime,
+    valid_for: timedelta,
 ) -> dict[str, Any]:
-    """What changes with every request: the server, the nonce and the times."""
+    """What changes with every request: the server, the nonce and the times. By value, not
+    from a Decision: a memoized answer has no Decision at hand (see answers.py)."""
     return {
         "installation": {
             "fingerprint": fingerprint,
-            "servers_active": decision.servers_active,
-            "servers_allowed": decision.servers_allowed,
-            "grace_ends_at": _moment(decision.grace_ends_at),
-            "disable_at": _moment(decision.disable_at),
+            "servers_active": servers_active,
+            "servers_allowed": servers_allowed,
+            "grace_ends_at": _moment(grace_ends_at),
+            "disable_at": _moment(disable_at),
         },
         "nonce": nonce,
         "issued_at": _moment(now),
-        "valid_until": _moment(now + valid_for) if decision.valid else None,
+        "valid_until": _moment(now + valid_for) if valid else None,
     }
 
 

@@ -23,7 +23,6 @@ from activation.store.lean_redis import LeanScriptClient
 LicenseLoader = Callable[[str], Awaitable[License | None]]
 
 ACTIVATE_SCRIPT = (resources.files("activation.store") / "activate.lua").read_text()
-_PARSED_CACHE_LIMIT = 20_000
 
 
 class _Incrementable(Protocol):
@@ -81,10 +80,15 @@ class UnknownKey:
 
 
 class Recorded(NamedTuple):
-    license: License
-    doc: bytes
+    doc: bytes  # the cached license document, exactly as Redis returned it
     installations: InstallationState
     seen_recently: int
+
+    @property
+    def license(self) -> License:
+        """Parsed on demand: a steady-state answer needs only `doc` (api/answers.py), and a
+        cache of parsed licenses would keep the garbage collector busy under churn."""
+        return License.from_json(self.doc)
 
     @property
     def servers_active(self) -> int:
@@ -128,7 +132,6 @@ class ActivationStore:
         self._loader = loader
         self._script = redis.register_script(ACTIVATE_SCRIPT)
         self._hot = hot_client
-        self._parsed: dict[bytes, License] = {}
         self._cache_counters = cache_counters
 
     async def activate(self, request: ActivationRequest, now: datetime) -> ScriptOutcome:
@@ -202,16 +205,8 @@ class ActivationStore:
             return UNKNOWN
         if tag == b"RL":
             return RateLimited(int(reply[1]), reply[2].decode())
-        doc: bytes = reply[1]
-        license = self._parsed.get(doc)
-        if license is None:
-            license = License.from_json(doc)
-            if len(self._parsed) >= _PARSED_CACHE_LIMIT:
-                self._parsed.clear()
-            self._parsed[doc] = license
         return Recorded(
-            license,
-            doc,
+            reply[1],
             InstallationState(  # positional: a third cheaper than by keyword
                 int(reply[2]),
                 int(reply[3]),
