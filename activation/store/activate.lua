@@ -32,7 +32,11 @@ local fill = ARGV[14]
 -- A fill is the second call of one request (after a MISS): its address was counted already.
 if fill == '' and over_limit(KEYS[5], tonumber(ARGV[10])) then return {'RL', retry, 'ip'} end
 
-local doc = redis.call('HGET', lic, 'doc')
+-- Everything the answer needs from the license hash, in one read (nothing below changes
+-- these fields before the reply, except the fill and 'over', which update the copies here).
+local fields = redis.call('HMGET', lic, 'doc', 'allowed', 'over', 'stage', 'grace_ends',
+  'disable_at')
+local doc = fields[1]
 if not doc then
   local known_missing = redis.call('HEXISTS', lic, 'missing') == 1
   if fill == '' and not known_missing then
@@ -55,6 +59,7 @@ if not doc then
   redis.call('PERSIST', lic)
   redis.call('HSET', lic, 'doc', fill, 'status', ARGV[15], 'allowed', ARGV[16])
   doc = fill
+  fields[2] = ARGV[16]
 end
 
 if op == 'a' and over_limit(KEYS[6], tonumber(ARGV[11])) then return {'RL', retry, 'key'} end
@@ -80,10 +85,9 @@ else
   redis.call('HDEL', info, fp)
 end
 
-local fields = redis.call('HMGET', lic, 'allowed', 'over', 'stage', 'grace_ends', 'disable_at')
-local allowed = tonumber(fields[1]) or 1
+local allowed = tonumber(fields[2]) or 1
 local active = redis.call('ZCARD', inst)
-local over = fields[2]
+local over = fields[3]
 -- R13: remember the moment the key first exceeded its allowed servers; the worker opens the
 -- case from it. Falling back within the limit before a case exists forgets it.
 if active > allowed then
@@ -91,15 +95,20 @@ if active > allowed then
     over = ARGV[2]
     redis.call('HSET', lic, 'over', over)
   end
-elseif over and not fields[3] then
+elseif over and not fields[4] then
   redis.call('HDEL', lic, 'over')
   over = false
 end
-local seen_recently = redis.call('ZCOUNT', inst, now - tonumber(ARGV[9]), '+inf')
+-- R16: distinct servers of the leak window. A key with one server, the one just recorded,
+-- has seen exactly that one (most keys: this saves a command on the hot path).
+local seen_recently = 1
+if op ~= 'a' or active ~= 1 then
+  seen_recently = redis.call('ZCOUNT', inst, now - tonumber(ARGV[9]), '+inf')
+end
 
 redis.call('XADD', stream, '*', 'id', ARGV[7], 'op', op, 'key', ARGV[18], 'fp', fp,
   'host', hostname, 'ver', version, 'ip', ip, 'at', ARGV[2], 'active', active,
   'allowed', allowed, 'recent', seen_recently)
 
-return {'OK', doc, active, allowed, over or '', fields[3] or '', fields[4] or '',
-  fields[5] or '', seen_recently}
+return {'OK', doc, active, allowed, over or '', fields[4] or '', fields[5] or '',
+  fields[6] or '', seen_recently}

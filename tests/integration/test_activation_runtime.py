@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -191,3 +192,38 @@ async def test_leak_counter_counts_distinct_recent_servers_R16(
     assert {row["hostname"] for row in installations} == {
         f"leaked-{n}.example.com" for n in range(7)
     }
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        # (op, fingerprint, hours after the first step) ..., then (seen_recently, active)
+        ([("a", "one", 0)], (1, 1)),
+        ([("a", "one", 0), ("a", "one", 30)], (1, 1)),
+        ([("a", "old", 0), ("a", "new", 30)], (1, 2)),
+        ([("a", "old", 0), ("a", "new", 1)], (2, 2)),
+        ([("a", "old", 0), ("a", "new", 30), ("d", "new", 31)], (0, 1)),
+    ],
+)
+async def test_recent_servers_R16_against_the_active_ones_R11(
+    admin_client: Client,
+    admin_headers: dict[str, str],
+    resources: Resources,
+    steps: list[tuple[str, str, int]],
+    expected: tuple[int, int],
+) -> None:
+    """The leak window (24 h) counts fewer servers than the active window (7 days) when a
+    server went quiet for a day; a key with one server just recorded has seen exactly one."""
+    created = await create_license(admin_client, admin_headers)
+    start = await resources.clock.now()
+    outcome: object = None
+    for n, (op, fingerprint, hours) in enumerate(steps):
+        request = ActivationRequest(
+            created["key"], fingerprint, f"{fingerprint}.example.com", "16.3.6989", "127.0.0.1",
+            f"event-{n}",
+        )  # fmt: skip
+        at = start + timedelta(hours=hours)
+        store = resources.store
+        outcome = await (store.activate if op == "a" else store.deactivate)(request, at)
+    assert isinstance(outcome, Recorded)
+    assert (outcome.seen_recently, outcome.servers_active) == expected
