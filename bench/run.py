@@ -379,23 +379,12 @@ def write_signing_key(path: Path) -> None:
 # --------------------------------------------------------------------------- processes
 
 
-def cpu_busy_share(seconds: float = 1.0) -> float:
-    """Share of all CPUs busy over `seconds` (from /proc/stat). Measured while the benchmark
-    itself is idle, it is the load of *other* programs, which skews every number."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields[:8]), idle
-
-    try:
-        total_before, idle_before = sample()
+def others_busy_share(seconds: float = 2.0) -> float:
+    """CPU used by other programs over `seconds` while the benchmark is idle (not /proc/stat's
+    total: the servers' own nonce helpers fill their pipes right after start)."""
+    with OthersCpu() as others:
         time.sleep(seconds)
-        total_after, idle_after = sample()
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-    total = total_after - total_before
-    return round(1 - (idle_after - idle_before) / total, 3) if total > 0 else float("nan")
+    return others.share
 
 
 def free_port() -> int:
@@ -642,7 +631,7 @@ def bench_processes(
         for server in servers:
             asyncio.run(wait_ready(server))
         say(f"{processes} process(es): servers ready ({', '.join(s.name for s in servers)})")
-        background = cpu_busy_share(2.0)
+        background = others_busy_share(2.0)
         say(f"  CPU busy while the benchmark is idle: {background:.0%} (other programs)")
         if background > 0.05:
             say("  warning: another program is using the CPU; these numbers will be noisy")
