@@ -32,6 +32,7 @@ from activation.logs import configure_logging
 from activation.store.migrate import migrate
 
 if TYPE_CHECKING:
+    from activation.api.app import PublicApi
     from activation.runtime import Resources
 
 log = logging.getLogger("activation")
@@ -118,8 +119,7 @@ def serve(
 
 
 async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion | None) -> None:
-    from activation.admin.app import create_admin_app
-    from activation.api.app import create_public_app
+    from activation.api.app import PublicApi
     from activation.runtime import open_resources
 
     stop = asyncio.Event()
@@ -127,33 +127,45 @@ async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion |
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with open_resources(settings) as resources:
-        runners = []
-        for app, port in (
-            (create_public_app(resources), settings.public_port),
-            (create_admin_app(resources), settings.admin_port),
-        ):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port, backlog=1024)
-            await site.start()
-            runners.append(runner)
-        # Objects alive after start-up live for the whole process: keep the collector off them.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
-        log.info(
-            "serving public API on http://%s:%d and admin on http://%s:%d",
-            settings.host,
-            settings.public_port,
-            settings.host,
-            settings.admin_port,
-        )
-        companion_task = asyncio.create_task(companion(resources, stop)) if companion else None
-        await stop.wait()
-        if companion_task is not None:
-            await companion_task
-        for runner in runners:
-            await runner.cleanup()
+        public = PublicApi(resources)
+        async with public.signing_nonces():
+            runners = await _start_sites(settings, resources, public, reuse_port)
+            # Objects alive after start-up live for the whole process: keep the collector off
+            # them.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 50, 100)
+            log.info(
+                "serving public API on http://%s:%d and admin on http://%s:%d",
+                settings.host,
+                settings.public_port,
+                settings.host,
+                settings.admin_port,
+            )
+            companion_task = asyncio.create_task(companion(resources, stop)) if companion else None
+            await stop.wait()
+            if companion_task is not None:
+                await companion_task
+            for runner in runners:
+                await runner.cleanup()
+
+
+async def _start_sites(
+    settings: Settings, resources: Resources, public: PublicApi, reuse_port: bool
+) -> list[web.BaseRunner]:
+    """The public API on aiohttp's low-level server (see api/app.py), the admin API and
+    console on an Application."""
+    from activation.admin.app import create_admin_app
+
+    runners: list[web.BaseRunner] = [
+        web.ServerRunner(public.server()),
+        web.AppRunner(create_admin_app(resources), access_log=None),
+    ]
+    for runner, port in zip(runners, (settings.public_port, settings.admin_port), strict=True):
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port, backlog=1024)
+        await site.start()
+    return runners
 
 
 def run_processes(settings: Settings, count: int) -> None:

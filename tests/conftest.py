@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import RawTestServer, TestClient
 
 from activation.admin.app import create_admin_app
-from activation.api.app import create_public_app
+from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.embedded import embedded_postgres, embedded_redis, reachable
 from activation.runtime import Resources, open_resources
@@ -150,7 +150,7 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
 
 @pytest.fixture
 async def public_client(resources: Resources, aiohttp_client: Any) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = await aiohttp_client(create_public_app(resources))
+    client: TestClient[Any, Any] = await aiohttp_client(RawTestServer(PublicApi(resources).handle))
     return client
 
 

@@ -433,5 +433,5 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-async def openapi_handler(request: web.Request) -> web.Response:
+async def openapi_handler(request: web.BaseRequest) -> web.StreamResponse:
     return web.json_response(openapi_document())

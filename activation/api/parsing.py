@@ -48,7 +48,7 @@ class DeactivationBody(NamedTuple):
     fingerprint: str
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
+async def read_json_object(request: web.BaseRequest) -> dict[str, Any]:
     """415 unless JSON; 413 over 8 KiB; 400 unless the body is one JSON object."""
     if request.content_type != "application/json":
         raise ProblemError(415, "send the body as application/json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -26,6 +26,7 @@ _TITLES = {
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    417: "Expectation Failed",
     422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
@@ -87,12 +88,13 @@ POSTGRES_FAILURES: tuple[type[BaseException], ...] = (
     OSError,
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OutageHook = Callable[[web.Request, str], None]
+AnyRequest = TypeVar("AnyRequest", bound=web.BaseRequest)  # the public API's are BaseRequests
 
 
 async def answer_problems(
-    request: web.Request, handler: Handler, on_outage: OutageHook | None = None
+    request: AnyRequest,
+    handler: Callable[[AnyRequest], Awaitable[web.StreamResponse]],
+    on_outage: Callable[[AnyRequest, str], None] | None = None,
 ) -> web.StreamResponse:
     """The error mapping of both HTTP apps: every error answer is problem JSON.
 
@@ -121,7 +123,10 @@ async def answer_problems(
 
 
 def _outage(
-    request: web.Request, on_outage: OutageHook | None, label: str, name: str
+    request: AnyRequest,
+    on_outage: Callable[[AnyRequest, str], None] | None,
+    label: str,
+    name: str,
 ) -> web.Response:
     if on_outage is not None:
         on_outage(request, label)

@@ -15,7 +15,7 @@ from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
 from activation.admin.app import create_admin_app
-from activation.api.app import create_public_app
+from activation.api.app import PublicApi
 from activation.runtime import Resources
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,8 +78,7 @@ class Live:
     public: str
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
+async def _serve(runner: web.BaseRunner) -> tuple[web.BaseRunner, str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -90,8 +89,8 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 @pytest.fixture
 async def live(resources: Resources) -> AsyncIterator[Live]:
     """The real admin (with the console) and public apps, on ports of 127.0.0.1."""
-    admin_runner, admin = await _serve(create_admin_app(resources))
-    public_runner, public = await _serve(create_public_app(resources))
+    admin_runner, admin = await _serve(web.AppRunner(create_admin_app(resources), access_log=None))
+    public_runner, public = await _serve(web.ServerRunner(PublicApi(resources).server()))
     try:
         yield Live(admin, public)
     finally:

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import RawTestServer, TestClient, TestServer
 
 from activation.admin.app import create_admin_app
-from activation.api.app import create_public_app
+from activation.api.app import PublicApi
 from activation.config import Settings
 from activation.runtime import Resources, open_resources
 from fraud.escalation import DEFAULT_LADDER
@@ -49,7 +49,7 @@ async def wired(
     async with (
         open_resources(configured) as resources,
         aiohttp.ClientSession() as session,
-        TestClient(TestServer(create_public_app(resources))) as public,
+        TestClient(RawTestServer(PublicApi(resources).handle)) as public,
         TestClient(TestServer(create_admin_app(resources))) as admin,
     ):
         senders: dict[Channel, Sender] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -120,6 +121,21 @@ async def test_unknown_routes_and_methods_are_problems(
     assert response.status == status
     assert response.content_type == "application/problem+json"
     assert response.headers.get("Allow") == allow
+
+
+async def test_expect_100_continue_is_answered(public_client: Client) -> None:
+    response = await public_client.post(
+        "/v1/activations",
+        json=activation_body(GOOD_KEY),
+        expect100=True,
+        timeout=aiohttp.ClientTimeout(total=5),  # without the 100 the client would wait
+    )
+    assert response.status == 200
+    response = await public_client.post(
+        "/v1/activations", json=activation_body(GOOD_KEY), headers={"Expect": "something-else"}
+    )
+    assert response.status == 417
+    assert response.content_type == "application/problem+json"
 
 
 async def test_bad_deactivation_input_is_a_problem(public_client: Client) -> None:

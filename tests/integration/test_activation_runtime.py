@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import RawTestServer, TestClient
 from cryptography.exceptions import InvalidSignature
 
-from activation.api.app import create_public_app
+from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
 from activation.store.redis_store import ActivationRequest, Recorded
@@ -84,7 +84,7 @@ def limited_settings(settings: Settings) -> Settings:
 async def _client(settings: Settings, aiohttp_client: Any) -> tuple[Any, Any]:
     context = open_resources(settings)
     resources = await context.__aenter__()
-    client = await aiohttp_client(create_public_app(resources))
+    client = await aiohttp_client(RawTestServer(PublicApi(resources).handle))
     return client, context
 
 
@@ -128,7 +128,7 @@ async def test_redis_down_is_503_with_retry_after(settings: Settings, resources:
     unreachable = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
     async with (
         open_resources(unreachable) as broken,
-        TestClient(TestServer(create_public_app(broken))) as client,
+        TestClient(RawTestServer(PublicApi(broken).handle)) as client,
     ):
         response = await client.post(
             "/v1/activations", json=activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")
@@ -149,7 +149,7 @@ async def test_disable_is_seen_by_every_process_R17(
     created = await create_license(admin_client, admin_headers)
     async with (
         open_resources(settings) as other,
-        TestClient(TestServer(create_public_app(other))) as second,
+        TestClient(RawTestServer(PublicApi(other).handle)) as second,
     ):
         for client in (public_client, second):
             assert (await activate(client, created["key"]))["code"] == "VALID"

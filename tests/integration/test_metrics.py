@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import RawTestServer, TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from activation.admin.app import create_admin_app
-from activation.api.app import create_public_app
+from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
 from fraud.worker import Worker
@@ -74,7 +74,7 @@ async def api(settings: Settings, admin_headers: dict[str, str]) -> AsyncIterato
     metrics = ApiMetrics()
     async with (
         open_resources(limited, metrics=metrics) as resources,
-        TestClient(TestServer(create_public_app(resources))) as public,
+        TestClient(RawTestServer(PublicApi(resources).handle)) as public,
         TestClient(TestServer(create_admin_app(resources))) as admin,
     ):
         yield Api(public, admin, admin_headers, metrics, resources)
@@ -136,7 +136,7 @@ async def test_unreachable_redis_counts_dependency_unavailable(settings: Setting
     unreachable = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
     async with (
         open_resources(unreachable, metrics=metrics) as broken,
-        TestClient(TestServer(create_public_app(broken))) as client,
+        TestClient(RawTestServer(PublicApi(broken).handle)) as client,
     ):
         response = await client.post(
             "/v1/activations", json=activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")

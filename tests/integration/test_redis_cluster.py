@@ -26,11 +26,11 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import RawTestServer, TestClient, TestServer
 from redis.asyncio.cluster import RedisCluster
 
 from activation.admin.app import create_admin_app
-from activation.api.app import create_public_app
+from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
 from fraud.escalation import DEFAULT_LADDER
@@ -263,7 +263,7 @@ async def cluster(
     try:
         async with (
             open_resources(configured) as resources,
-            TestClient(TestServer(create_public_app(resources))) as public,
+            TestClient(RawTestServer(PublicApi(resources).handle)) as public,
             TestClient(TestServer(create_admin_app(resources))) as admin,
         ):
             assert isinstance(resources.redis, RedisCluster)
@@ -446,7 +446,7 @@ async def test_cluster_master_down_answers_503_then_recovers(
         await _clean(configured)
         async with (
             open_resources(configured) as resources,
-            TestClient(TestServer(create_public_app(resources))) as public,
+            TestClient(RawTestServer(PublicApi(resources).handle)) as public,
             TestClient(TestServer(create_admin_app(resources))) as admin,
         ):
             customer = await create_customer(admin, admin_headers)

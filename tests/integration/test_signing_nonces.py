@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import RawTestServer, TestClient
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from activation.api import nonces as nonces_module
-from activation.api.app import SIGNER, create_public_app
+from activation.api.app import PublicApi
 from activation.api.nonces import NonceSource
 from activation.api.signing import Signer
 from activation.config import Settings
@@ -111,10 +111,9 @@ def test_the_secret_scalar_matches_the_key() -> None:
 async def test_answers_through_http_use_precomputed_nonces(settings: Settings) -> None:
     helper_on = dataclasses.replace(settings, signing_nonce_helper=True)
     async with open_resources(helper_on) as resources:
-        app = create_public_app(resources)
-        async with TestClient(TestServer(app)) as public:
-            nonces = app[SIGNER].nonces
-            assert nonces is not None
+        api = PublicApi(resources)
+        async with api.signing_nonces() as nonces, TestClient(RawTestServer(api.handle)) as public:
+            assert nonces is not None and api.signer.nonces is nonces
             _wait_ready(nonces)
             published = await (await public.get("/v1/signing-key")).json()
             before = nonces.taken
@@ -128,4 +127,4 @@ async def test_answers_through_http_use_precomputed_nonces(settings: Settings) -
                     published["public_key"], await response.read(), response.headers["X-Signature"]
                 )
             assert nonces.taken - before == 20
-        assert app[SIGNER].nonces is None  # detached when the app stopped
+        assert api.signer.nonces is None  # detached when the API stopped
