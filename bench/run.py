@@ -5,9 +5,11 @@
 
 Per process count it starts `activation-server serve --processes N` on real PostgreSQL and
 Redis with `--licenses` perpetual licenses (a fresh database `lic_bench_<random>` and a fresh
-Redis key prefix), and `bench/bare.py --processes N` (constant JSON answer), primes the Redis
-cache with one request per license and server, warms both up, then runs `wrk -t1
--c<connections> -d<duration>s --latency` interleaved (bare, activations) x `--runs` and takes
+Redis key prefix), and `bench/bare.py --processes N` (constant JSON answer) twice: on a
+`web.Application` (the bare endpoint of the ratio) and on aiohttp's low-level `web.Server`
+(what the public API runs on; its ratio is printed beside). It primes the Redis cache with one
+request per license and server, warms all up, then runs `wrk -t1 -c<connections>
+-d<duration>s --latency` interleaved (bare, bare low-level, activations) x `--runs` and takes
 medians. Latency at half load: `wrk2 -R` when the OS has it, else bench/openloop.py at half of
 the measured activation peak. Prints a table and writes build/bench.json; stops the servers,
 drops the database and deletes the Redis keys of its prefix in every case.
@@ -584,8 +586,9 @@ def bench_processes(
     bodies: list[list[str]],
 ) -> list[dict[str, Any]]:
     """Bare endpoint and activation server(s) with `processes` processes: one row per variant."""
-    bare_port = free_port()
+    bare_port, bare_low_port = free_port(), free_port()
     bare_url = f"http://127.0.0.1:{bare_port}/v1/activations"
+    bare_low_url = f"http://127.0.0.1:{bare_low_port}/v1/activations"
     servers: list[Server] = []
     targets: list[Target] = []
     try:
@@ -613,21 +616,27 @@ def bench_processes(
             )
             servers.append(server)
             targets.append(Target(label, f"http://127.0.0.1:{public_port}/v1/activations", server))
-        bare_server = start_server(
-            f"bare-p{processes}",
-            [
-                sys.executable,
-                str(BENCH / "bare.py"),
-                "--port",
-                str(bare_port),
-                "--processes",
-                str(processes),
-            ],
-            env,
-            workdir,
-            f"http://127.0.0.1:{bare_port}/readyz",
-        )
-        servers.append(bare_server)
+        for name, port, extra in (
+            (f"bare-p{processes}", bare_port, []),
+            (f"bare-low-level-p{processes}", bare_low_port, ["--low-level"]),
+        ):
+            servers.append(
+                start_server(
+                    name,
+                    [
+                        sys.executable,
+                        str(BENCH / "bare.py"),
+                        "--port",
+                        str(port),
+                        "--processes",
+                        str(processes),
+                        *extra,
+                    ],
+                    env,
+                    workdir,
+                    f"http://127.0.0.1:{port}/readyz",
+                )
+            )
         for server in servers:
             asyncio.run(wait_ready(server))
         say(f"{processes} process(es): servers ready ({', '.join(s.name for s in servers)})")
@@ -650,11 +659,15 @@ def bench_processes(
                     "no valid activation while priming: the server is broken, not slow.\n"
                     f"{target.server.name} log:\n{target.server.log_tail()}"
                 )
-        for url in (bare_url, *(target.url for target in targets)):
+        for url in (bare_url, bare_low_url, *(target.url for target in targets)):
             run_wrk(wrk, url, bodies_lua, connections=args.connections, duration=args.warmup)
         bare_runs: list[WrkResult] = []
+        bare_low_runs: list[WrkResult] = []
         for run in range(args.runs):
-            rounds = [("bare", bare_url, bare_runs)]
+            rounds = [
+                ("bare", bare_url, bare_runs),
+                ("bare:low-level", bare_low_url, bare_low_runs),
+            ]
             rounds += [(f"act:{t.label}", t.url, t.runs) for t in targets]
             for label, url, results in rounds:
                 result = run_wrk(
@@ -667,6 +680,7 @@ def bench_processes(
                     f"  non-2xx {result.non_2xx}  others' CPU {result.others_cpu:.0%}"
                 )
         bare = summarise(bare_runs)
+        bare_low = summarise(bare_low_runs)
         rows = []
         for target in targets:
             activations = summarise(target.runs)
@@ -685,6 +699,10 @@ def bench_processes(
                     "bare": asdict(bare),
                     "activations": asdict(activations),
                     "ratio": round(activations.requests_per_second / bare.requests_per_second, 3),
+                    "bare_low_level": asdict(bare_low),
+                    "ratio_low_level": round(
+                        activations.requests_per_second / bare_low.requests_per_second, 3
+                    ),
                     "half_load": half,
                     "prime_codes": dict(target.codes),
                     "background_cpu_busy": background,
@@ -726,7 +744,7 @@ def machine_info(redis_url: str, wrk: str) -> dict[str, Any]:
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         f"{'procs':>5} {'hot client':<10} | {'bare req/s':>10} {'p50':>7} {'p99':>7} |"
-        f" {'activ. req/s':>12} {'p50':>7} {'p99':>7} | {'ratio':>5} |"
+        f" {'activ. req/s':>12} {'p50':>7} {'p99':>7} | {'ratio':>5} | {'low-level':>15} |"
         f" {'half-load req/s':>15} {'p50':>7} {'p99':>7} | {'non-2xx':>7} | {'others':>6}"
     )
     print()
@@ -741,11 +759,15 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f" {bare['requests_per_second']:>10.0f} {bare['p50_ms']:>5.2f}ms"
             f" {bare['p99_ms']:>5.2f}ms | {act['requests_per_second']:>12.0f}"
             f" {act['p50_ms']:>5.2f}ms {act['p99_ms']:>5.2f}ms | {row['ratio']:>5.2f} |"
+            f" {row['bare_low_level']['requests_per_second']:>7.0f}"
+            f" / {row['ratio_low_level']:.2f} |"
             f" {half['achieved_rate']:>15.0f} {half['p50_ms']:>5.2f}ms {half['p99_ms']:>5.2f}ms"
             f" | {non_2xx:>7} | {others:>6.0%}"
         )
     print(
-        "ratio = activations / bare req/s (medians of interleaved wrk runs); half load ="
+        "ratio = activations / bare req/s (medians of interleaved wrk runs); low-level = the"
+        " same bare endpoint on aiohttp's low-level web.Server (as the public API runs), req/s"
+        " and the ratio against it; half load ="
         " fixed-rate open loop at half the activation median; others = the most CPU other"
         " programs used during any of the row's runs (share of all CPUs; > 5% = noisy)."
     )
