@@ -77,18 +77,8 @@ class Answerer:
                 cached = self._memo.get(key)
                 if cached is not None:
                     code, valid, static = cached
-                    timed = render_timed(
-                        valid,
-                        body.fingerprint,
-                        installations.servers_active,
-                        installations.servers_allowed,
-                        None,
-                        None,
-                        body.nonce,
-                        now,
-                        self._valid_for,
-                    )
-                    return code, static + orjson.dumps(timed)[1:]
+                    active, allowed = installations.servers_active, installations.servers_allowed
+                    return code, static + self._timed(valid, active, allowed, None, None, body, now)
         license = recorded.license if recorded else None
         decision = decide(
             license,
@@ -105,15 +95,38 @@ class Answerer:
             if len(self._memo) >= MEMO_LIMIT:
                 self._memo.clear()
             self._memo[key] = (decision.code.value, decision.valid, static)
-        timed = render_timed(
+        timed = self._timed(
             decision.valid,
-            body.fingerprint,
             decision.servers_active,
             decision.servers_allowed,
             decision.grace_ends_at,
             decision.disable_at,
+            body,
+            now,
+        )
+        return decision.code.value, static + timed
+
+    def _timed(
+        self,
+        valid: bool,
+        servers_active: int,
+        servers_allowed: int,
+        grace_ends_at: datetime | None,
+        disable_at: datetime | None,
+        body: ActivationBody,
+        now: datetime,
+    ) -> bytes:
+        """The per-request part's JSON, without its opening brace: the rest of the object the
+        static part began."""
+        timed = render_timed(
+            valid,
+            body.fingerprint,
+            servers_active,
+            servers_allowed,
+            grace_ends_at,
+            disable_at,
             body.nonce,
             now,
             self._valid_for,
         )
-        return decision.code.value, static + orjson.dumps(timed)[1:]  # the object's rest
+        return orjson.dumps(timed)[1:]

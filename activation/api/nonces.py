@@ -110,7 +110,8 @@ class NonceSource:
             log.warning("signing nonce helper stopped: signing inline until it is restarted")
             self._stop_helper()
             return False
-        whole = len(data) - len(data) % PAIR_BYTES  # never split: writes are whole pages
+        # Never split in practice: every write is whole pairs and at most PIPE_BUF, so atomic.
+        whole = len(data) - len(data) % PAIR_BYTES
         self._buffer, self._offset = data[:whole], 0
         return whole > 0
 

@@ -70,7 +70,8 @@ class Signer:
             # k = SHA-512(R ‖ A ‖ M) mod L, S = r + k·a mod L, with libsodium's constant-time
             # scalar arithmetic (the secret a and r must not leak through timing).
             # libsodium is called directly through PyNaCl's cffi module: its wrappers check
-            # and copy arguments, 5 µs against 1 µs here (tests pin this to the wrappers).
+            # and copy arguments, 5 µs against 1 µs here (tests verify these signatures with
+            # OpenSSL).
             r, point = pair
             scalar = ffi.new("unsigned char[32]")
             lib.crypto_core_ed25519_scalar_reduce(
