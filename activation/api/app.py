@@ -27,6 +27,7 @@ from activation.api.openapi import openapi_handler
 from activation.api.parsing import parse_activation, parse_deactivation, read_json_object
 from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, answer_problems
 from activation.api.signing import Signer
+from activation.api.wire import SignedJson
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
@@ -184,12 +185,8 @@ class PublicApi:
         error.headers = {"Retry-After": str(outcome.retry_after)}
         return error
 
-    def _signed(self, body: bytes) -> web.Response:
-        return web.Response(
-            body=body,
-            content_type="application/json",
-            headers={"X-Signature": self.signer.header(body)},
-        )
+    def _signed(self, body: bytes) -> SignedJson:
+        return SignedJson(body, self.signer.header(body))
 
     async def signing_key(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response(self.signer.public_document)
