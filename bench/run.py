@@ -11,8 +11,10 @@ Redis key prefix), and `bench/bare.py --processes N` (constant JSON answer) twic
 request per license and server, warms all up, then runs `wrk -t1 -c<connections>
 -d<duration>s --latency` interleaved (bare, bare low-level, activations) x `--runs` and takes
 medians. Latency at half load: `wrk2 -R` when the OS has it, else bench/openloop.py at half of
-the measured activation peak. Prints a table and writes build/bench.json; stops the servers,
-drops the database and deletes the Redis keys of its prefix in every case.
+the measured activation peak, and the bare endpoint at that same rate as the control (the tail
+the machine and the load generator add by themselves). Prints a table and writes
+build/bench.json; stops the servers, drops the database and deletes the Redis keys of its prefix
+in every case.
 
 Environment: BENCH_POSTGRES_URL (an admin connection, default
 postgresql://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL (default REDIS_URL or
@@ -692,6 +694,13 @@ def bench_processes(
                 f" (achieved {half['achieved_rate']} req/s, non-2xx {half.get('non_2xx')},"
                 f" others' CPU {half['others_cpu']:.0%})"
             )
+            # The control: the bare endpoint at the same rate, with the same load generator.
+            # What it shows of a tail comes from the machine and the generator, not the server.
+            half_bare = half_load(bare_url, rate, args, bodies_lua, bodies_json, wrk2)
+            say(
+                f"  same rate, bare endpoint: p50 {half_bare['p50_ms']} ms"
+                f"  p99 {half_bare['p99_ms']} ms (others' CPU {half_bare['others_cpu']:.0%})"
+            )
             rows.append(
                 {
                     "processes": processes,
@@ -704,6 +713,7 @@ def bench_processes(
                         activations.requests_per_second / bare_low.requests_per_second, 3
                     ),
                     "half_load": half,
+                    "half_load_bare": half_bare,
                     "prime_codes": dict(target.codes),
                     "background_cpu_busy": background,
                 }
@@ -745,7 +755,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         f"{'procs':>5} {'hot client':<10} | {'bare req/s':>10} {'p50':>7} {'p99':>7} |"
         f" {'activ. req/s':>12} {'p50':>7} {'p99':>7} | {'ratio':>5} | {'low-level':>15} |"
-        f" {'half-load req/s':>15} {'p50':>7} {'p99':>7} | {'non-2xx':>7} | {'others':>6}"
+        f" {'half-load req/s':>15} {'p50':>7} {'p99':>7} | {'bare p99':>8} |"
+        f" {'non-2xx':>7} | {'others':>6}"
     )
     print()
     print(header)
@@ -762,13 +773,15 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f" {row['bare_low_level']['requests_per_second']:>7.0f}"
             f" / {row['ratio_low_level']:.2f} |"
             f" {half['achieved_rate']:>15.0f} {half['p50_ms']:>5.2f}ms {half['p99_ms']:>5.2f}ms"
-            f" | {non_2xx:>7} | {others:>6.0%}"
+            f" | {row['half_load_bare']['p99_ms']:>6.2f}ms | {non_2xx:>7} | {others:>6.0%}"
         )
     print(
         "ratio = activations / bare req/s (medians of interleaved wrk runs); low-level = the"
         " same bare endpoint on aiohttp's low-level web.Server (as the public API runs), req/s"
         " and the ratio against it; half load ="
-        " fixed-rate open loop at half the activation median; others = the most CPU other"
+        " fixed-rate open loop at half the activation median; bare p99 = the bare endpoint"
+        " at that same rate (the machine's and the load generator's own tail); others = the"
+        " most CPU other"
         " programs used during any of the row's runs (share of all CPUs; > 5% = noisy)."
     )
     print()
