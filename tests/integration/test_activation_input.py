@@ -146,3 +146,32 @@ async def test_bad_deactivation_input_is_a_problem(public_client: Client) -> Non
         "/v1/deactivations", json={"license_key": GOOD_KEY, "fingerprint": "server-a"}
     )
     assert response.status == 404
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/json;",
+    ],
+)
+async def test_every_spelling_of_json_is_accepted(
+    public_client: Client, admin_client: Client, admin_headers: dict[str, str], content_type: str
+) -> None:
+    """The exact header takes a fast path (parsing.py); every other spelling the full parse."""
+    await create_license(admin_client, admin_headers, key=GOOD_KEY)
+    response = await public_client.post(
+        "/v1/activations", data=_body(), headers={"Content-Type": content_type}
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["code"] == "VALID"
+
+
+@pytest.mark.parametrize("content_type", ["application/jsonx", "text/json", "application/json5"])
+async def test_near_spellings_of_json_are_415(public_client: Client, content_type: str) -> None:
+    response = await public_client.post(
+        "/v1/activations", data=_body(), headers={"Content-Type": content_type}
+    )
+    assert response.status == 415
