@@ -25,7 +25,7 @@ from activation.api.answers import Answerer
 from activation.api.nonces import NonceSource
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import parse_activation, parse_deactivation, read_json_object
-from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, answer_problems
+from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, problem_answer
 from activation.api.signing import Signer
 from activation.api.wire import SignedJson
 from activation.runtime import Resources
@@ -103,7 +103,10 @@ class PublicApi:
         if "Expect" in request.headers:  # what an Application's router does for every route
             handler = _after_continue(handler)
         try:
-            response = await answer_problems(request, handler, self._count_outage)
+            try:
+                response = await handler(request)
+            except Exception as error:
+                response = problem_answer(request, error, self._count_outage)
         except web.HTTPException as error:  # redirects and the like pass through
             self._metrics.count_response(error.status)
             raise

@@ -96,30 +96,40 @@ async def answer_problems(
     handler: Callable[[AnyRequest], Awaitable[web.StreamResponse]],
     on_outage: Callable[[AnyRequest, str], None] | None = None,
 ) -> web.StreamResponse:
-    """The error mapping of both HTTP apps: every error answer is problem JSON.
+    """The error mapping of both HTTP apps around `handler` (see `problem_answer`)."""
+    try:
+        return await handler(request)
+    except Exception as error:
+        return problem_answer(request, error, on_outage)
+
+
+def problem_answer(
+    request: AnyRequest,
+    error: Exception,
+    on_outage: Callable[[AnyRequest, str], None] | None = None,
+) -> web.StreamResponse:
+    """Every error answer is problem JSON (the public API calls this from its own `handle`,
+    saving a coroutine layer per request; the admin app goes through `answer_problems`).
 
     - `ProblemError` (parsing, domain refusals) as raised; aiohttp's 4xx (404, 405 with
-      Allow, 413) as problems; 3xx pass through.
+      Allow, 413) as problems; 3xx are raised again (they pass through).
     - Redis or PostgreSQL unreachable → 503 with Retry-After (fail closed), reported to
       `on_outage` with "redis" or "postgresql".
     - Anything else is a bug: logged, answered 500 (never caused by client input, SPEC §5).
     """
-    try:
-        return await handler(request)
-    except ProblemError as error:
+    if isinstance(error, ProblemError):
         return error.response()
-    except web.HTTPException as error:
+    if isinstance(error, web.HTTPException):
         if error.status < 400:
-            raise
+            raise error
         allow = error.headers.get("Allow")
         return problem(error.status, error.reason, headers={"Allow": allow} if allow else None)
-    except REDIS_FAILURES:
+    if isinstance(error, REDIS_FAILURES):
         return _outage(request, on_outage, "redis", "Redis")
-    except POSTGRES_FAILURES:
+    if isinstance(error, POSTGRES_FAILURES):
         return _outage(request, on_outage, "postgresql", "PostgreSQL")
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return problem(500, "internal error; the failure was logged")
+    log.error("%s %s failed", request.method, request.path, exc_info=error)
+    return problem(500, "internal error; the failure was logged")
 
 
 def _outage(

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -189,10 +189,10 @@ class License:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class InstallationState:
+class InstallationState(NamedTuple):
     """What the activation Lua script reports about a key's servers at this request (R11–R13),
-    plus the fraud case summary the worker keeps beside the license in Redis."""
+    plus the fraud case summary the worker keeps beside the license in Redis. A named tuple:
+    one is built per activation, in a fifth of a frozen dataclass's time."""
 
     servers_active: int
     servers_allowed: int

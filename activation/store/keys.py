@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class LicenseKeys:
+class LicenseKeys(NamedTuple):
+    """One license's keys (built per activation: a named tuple, not a frozen dataclass)."""
+
     license: str
     installations: str
     details: str

@@ -134,11 +134,13 @@ class ActivationStore:
         self._hot = hot_client
         self._cache_counters = cache_counters
 
-    async def activate(self, request: ActivationRequest, now: datetime) -> ScriptOutcome:
-        return await self._run("a", request, now)
+    # Both hand back the script call's coroutine itself rather than awaiting it in one more
+    # frame: the hot path resumes one coroutine fewer when Redis answers.
+    def activate(self, request: ActivationRequest, now: datetime) -> Awaitable[ScriptOutcome]:
+        return self._run("a", request, now)
 
-    async def deactivate(self, request: ActivationRequest, now: datetime) -> ScriptOutcome:
-        return await self._run("d", request, now)
+    def deactivate(self, request: ActivationRequest, now: datetime) -> Awaitable[ScriptOutcome]:
+        return self._run("d", request, now)
 
     async def _run(self, op: str, request: ActivationRequest, now: datetime) -> ScriptOutcome:
         stamp = now.timestamp()
