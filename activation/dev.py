@@ -99,8 +99,14 @@ def main() -> None:
         assert settings.database_url is not None
         applied = asyncio.run(run_migrations(settings.database_url))
         asyncio.run(seed_demo(settings.database_url))
-        _print_welcome(settings, applied)
-        serve(settings, companion=run_dev_worker)
+
+        async def welcome_then_worker(resources: Resources, stop: asyncio.Event) -> None:
+            # The companion starts once both ports listen: "is up" and the sample curl are
+            # printed only when the curl can succeed.
+            _print_welcome(settings, applied)
+            await run_dev_worker(resources, stop)
+
+        serve(settings, companion=welcome_then_worker)
 
 
 async def run_dev_worker(resources: Resources, stop: asyncio.Event) -> None:
