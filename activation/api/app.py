@@ -27,7 +27,7 @@ from activation.api.openapi import openapi_handler
 from activation.api.parsing import parse_activation, parse_deactivation, read_json_object
 from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, problem_answer
 from activation.api.signing import Signer
-from activation.api.wire import SignedJson
+from activation.api.wire import ProblemServer, SignedJson
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
@@ -79,7 +79,7 @@ class PublicApi:
         self._allowed = {path: sorted(methods) for path, methods in allowed.items()}
 
     def server(self) -> web.Server:
-        return web.Server(self.handle, access_log=None)
+        return ProblemServer(self.handle, access_log=None)
 
     @contextlib.asynccontextmanager
     async def signing_nonces(self) -> AsyncIterator[NonceSource | None]:

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
+from http import HTTPStatus
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import SERVER_SOFTWARE
+
+from activation.api.problems import problem
 
 _SERVER = SERVER_SOFTWARE.encode()
 
@@ -89,3 +92,35 @@ class SignedJson(web.StreamResponse):
         self._req = None
         self._body_length = len(self._answer)
         self._payload_writer = None
+
+
+class _ProblemRequestHandler(web.RequestHandler):
+    """aiohttp answers a request it cannot parse (an unknown method, a malformed request line
+    or header, a bad chunk) before any handler runs, in plain text; here such answers are
+    problem JSON like every other 4xx of the API. 5xx answers stay aiohttp's (they come from
+    a failing handler, which `PublicApi.handle` never lets happen)."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own first: it logs, and refuses (ConnectionError) once bytes were sent.
+        plain = super().handle_error(request, status, exc, message)
+        if status >= 500:
+            return plain
+        # aiohttp's message goes on with an excerpt of the bytes it choked on: its first line
+        # says what was wrong.
+        detail = (message or "").strip().split("\n", 1)[0].rstrip(":") or HTTPStatus(status).phrase
+        answer = problem(status, detail)
+        answer.force_close()  # what follows a request that could not be parsed is unreadable
+        return answer
+
+
+class ProblemServer(web.Server):
+    """`web.Server` whose connections answer unparseable requests with problem JSON."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)

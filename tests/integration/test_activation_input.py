@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
+from activation.api.app import PublicApi
 from activation.runtime import Resources
 from tests.integration.helpers import Client, activation_body, create_license
 
@@ -175,3 +178,41 @@ async def test_near_spellings_of_json_are_415(public_client: Client, content_typ
         "/v1/activations", data=_body(), headers={"Content-Type": content_type}
     )
     assert response.status == 415
+
+
+async def _raw_exchange(resources: Resources, raw: bytes) -> bytes:
+    """`raw` sent to the public API's own server (`PublicApi.server()`), everything it answers
+    until it closes the connection."""
+    runner = web.ServerRunner(PublicApi(resources).server())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        return answer
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"BREW /v1/activations HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/activations HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"POST /v1/activations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GARBAGE\r\n\r\n",
+    ],
+    ids=["unknown method", "malformed header", "bad chunk", "no request line"],
+)
+async def test_unparseable_http_is_a_problem_and_closes(resources: Resources, raw: bytes) -> None:
+    answer = await _raw_exchange(resources, raw)
+    head, _, body = answer.partition(b"\r\n\r\n")  # read() returned: the server closed
+    assert head.split(b" ", 2)[1] == b"400", answer
+    assert b"Content-Type: application/problem+json" in head
+    problem = orjson.loads(body)
+    assert problem["status"] == 400
+    assert problem["detail"] and "\n" not in problem["detail"]
