@@ -17,35 +17,16 @@ Every other answer (problems, health, metrics) keeps `web.Response`.
 
 from __future__ import annotations
 
-import time
-from email.utils import formatdate
 from http import HTTPStatus
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 
 from activation.api.problems import problem
 
 _SERVER = SERVER_SOFTWARE.encode()
-
-
-class _HttpDate:
-    """The `Date` header's value, formatted once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def now(self) -> bytes:
-        second = int(time.time())
-        if second != self._second:
-            self._value = formatdate(second, usegmt=True).encode()
-            self._second = second
-        return self._value
-
-
-_date = _HttpDate()
 
 
 class SignedJson(web.StreamResponse):
@@ -78,7 +59,7 @@ class SignedJson(web.StreamResponse):
         await writer.write(
             b"%sContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n"
             b"Date: %s\r\nServer: %s\r\n\r\n%s"
-            % (head, self._signature, len(body), _date.now(), _SERVER, body)
+            % (head, self._signature, len(body), rfc822_formatted_time().encode(), _SERVER, body)
         )
         return writer
 
