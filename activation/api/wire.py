@@ -2,9 +2,9 @@
 
 Why: aiohttp's own response path (a header multidict, content-length and connection rules,
 header serialization, six coroutine layers from `prepare()` to `write_eof()`) costs about as
-much CPU as everything else a bare endpoint does. Measured on the benchmark machine: a bare
-endpoint on the low-level server answering through this class serves ≈ 1.8x the requests per
-second of the same endpoint answering with `web.Response` (README, Benchmark).
+much CPU as everything else a bare endpoint does. In an ad-hoc run on the benchmark machine
+(README, Benchmark) a bare endpoint on the low-level server answering through this class served
+≈ 1.8x the requests per second of the same endpoint answering with `web.Response`.
 
 What it keeps of aiohttp's behaviour: the status line follows the request's HTTP version,
 `Connection: close` when an HTTP/1.1 client asked to close and `Connection: keep-alive` when an
