@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as _multiprocess
 
+from metrics.tally import FoldingRegistry, LatencyTally, Tally
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -63,6 +65,8 @@ def exposition(registry: CollectorRegistry) -> bytes:
     path = multiprocess_dir()
     if path is None:
         return generate_latest(registry)
+    if isinstance(registry, FoldingRegistry):
+        registry.fold()  # this process's own updates, up to now, are in its files
     merged = CollectorRegistry()
     _multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
     return generate_latest(merged)
@@ -77,9 +81,12 @@ def mark_dead(pid: int) -> None:
 
 @dataclass
 class ApiMetrics:
-    """The activation API process (public and admin apps)."""
+    """The activation API process (public and admin apps). What the activation path updates on
+    every request (answers by code, both latencies, cache hits and misses, responses by status
+    class) is a tally (metrics/tally.py) folded into the metric on collection; the rest is
+    prometheus-client's objects, updated directly."""
 
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    registry: FoldingRegistry = field(default_factory=FoldingRegistry)
 
     def __post_init__(self) -> None:
         self.activations = Counter(
@@ -88,13 +95,13 @@ class ApiMetrics:
             ["code"],
             registry=self.registry,
         )
-        self.activation_latency = Histogram(
+        activation_latency = Histogram(
             "activation_duration_seconds",
             "Time to answer POST /v1/activations (parse, Redis, decision, signature).",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.script_latency = Histogram(
+        script_latency = Histogram(
             "redis_script_duration_seconds",
             "Time of the activation store call: one script round trip to Redis (two, plus a "
             "PostgreSQL read, on a license cache miss).",
@@ -107,13 +114,13 @@ class ApiMetrics:
             ["limit"],
             registry=self.registry,
         )
-        self.cache_hits = Counter(
+        cache_hits = Counter(
             "license_cache_hits_total",
             "Activation store calls answered from the Redis license cache (or its negative "
             "cache of unknown keys).",
             registry=self.registry,
         )
-        self.cache_misses = Counter(
+        cache_misses = Counter(
             "license_cache_misses_total",
             "Activation store calls that had to load the license from PostgreSQL.",
             registry=self.registry,
@@ -125,7 +132,7 @@ class ApiMetrics:
             ["status_class"],
             registry=self.registry,
         )
-        self._by_class = {n: self.responses.labels(f"{n}xx") for n in STATUS_CLASSES}
+        self._by_class = {n: Tally(self.responses.labels(f"{n}xx")) for n in STATUS_CLASSES}
         self.dependency_errors = Counter(
             "dependency_unavailable_total",
             "Requests answered 503 because a dependency was unreachable.",
@@ -133,7 +140,21 @@ class ApiMetrics:
             registry=self.registry,
         )
         # Children bound once: the hot path increments without a labels() lookup.
-        self.activations_by_code = {code: self.activations.labels(code) for code in CODES}
+        self.activations_by_code = {code: Tally(self.activations.labels(code)) for code in CODES}
+        self.activation_latency = LatencyTally(activation_latency, LATENCY_BUCKETS)
+        self.script_latency = LatencyTally(script_latency, SCRIPT_BUCKETS)
+        self.cache_hits = Tally(cache_hits)
+        self.cache_misses = Tally(cache_misses)
+        self.registry.fold_on_collect(
+            [
+                *self.activations_by_code.values(),
+                self.activation_latency,
+                self.script_latency,
+                self.cache_hits,
+                self.cache_misses,
+                *self._by_class.values(),
+            ]
+        )
         for limit in RATE_LIMITS:
             self.rate_limited.labels(limit)
         for dependency in DEPENDENCIES:

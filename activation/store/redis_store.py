@@ -26,7 +26,7 @@ ACTIVATE_SCRIPT = (resources.files("activation.store") / "activate.lua").read_te
 
 
 class _Incrementable(Protocol):
-    def inc(self, amount: float = 1) -> None: ...
+    def inc(self) -> None: ...
 
 
 class CacheCounters(Protocol):

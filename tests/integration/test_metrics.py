@@ -309,14 +309,23 @@ def test_processes_2_metrics_sum_over_both_processes(two_processes: Served) -> N
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert set(pool.map(one, range(count))) == {200}
 
-    for _ in range(6):  # each scrape may land on either child; every one sees the sum
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         status, text = call("GET", f"{two_processes.public}/metrics")
         assert status == 200
-        samples = _samples(text.decode())
-        activations = sum(
-            value for (name, _), value in samples.items() if name == "activations_total"
-        )
-        assert activations == count
+        return _samples(text.decode())
+
+    def activations(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+        return sum(value for (name, _), value in samples.items() if name == "activations_total")
+
+    # The process that answers a scrape reports its own updates at once, the other one's
+    # within about a second (each folds its tallies once a second, metrics/tally.py).
+    waited = time.monotonic()
+    while activations(scrape()) != count and time.monotonic() - waited < 3.0:
+        time.sleep(0.1)
+    assert time.monotonic() - waited < 2.5
+    for _ in range(6):  # each scrape may land on either child; every one sees the sum
+        samples = scrape()
+        assert activations(samples) == count
         assert samples[("activations_total", (("code", "VALID"),))] == count
         assert samples[("activation_duration_seconds_count", ())] == count
         assert samples[("redis_script_duration_seconds_count", ())] == count
