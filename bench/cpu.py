@@ -1,0 +1,98 @@
+"""CPU accounting of a benchmark run, read from /proc: other programs' load on the machine, and
+the CPU the server under test and the shared Redis spend per request.
+
+Requests per second move ±15 % from one run to the next on a shared virtual machine (another
+tenant, a descheduled vCPU); the CPU a process spends per request moves far less, and it says
+where the time goes: a bare endpoint's ≈ 40 µs against an activation's server, nonce-helper and
+Redis shares.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SHARED_SERVICES = {"redis-server", "postgres"}
+REDIS = "redis-server"
+
+
+def process_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, command name, CPU ticks used so far)."""
+    table: dict[int, tuple[int, str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.find("(") + 1 : raw.rfind(")")]
+        fields = raw[raw.rfind(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]))
+    return table
+
+
+def descendants(table: dict[int, tuple[int, str, int]], root: int) -> set[int]:
+    """`root` and every process below it."""
+    tree = {root}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (parent, _, _) in table.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return tree
+
+
+@dataclass
+class CpuUse:
+    """Over a `with` block: `others`, the share of all CPUs used by programs that are neither
+    this benchmark's processes nor the shared Redis and PostgreSQL; `server_seconds`, the CPU
+    used by the process tree of `server_pid` (API processes and their nonce helpers);
+    `redis_seconds`, the CPU used by redis-server (every client's, ours almost alone here)."""
+
+    server_pid: int | None = None
+    others: float = float("nan")
+    server_seconds: float = float("nan")
+    redis_seconds: float = float("nan")
+
+    def __enter__(self) -> CpuUse:
+        self._started = time.monotonic()
+        try:
+            self._before = process_table()
+        except OSError:
+            self._before = {}
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self._before:
+            return
+        after = process_table()
+        tick = os.sysconf("SC_CLK_TCK")
+        own = descendants(after, os.getpid())
+        server = descendants(after, self.server_pid) if self.server_pid else set()
+        others = server_ticks = redis_ticks = 0
+        for pid, (_, name, used) in after.items():
+            before = self._before.get(pid)
+            ticks = used - (before[2] if before and before[1] == name else 0)
+            if pid in server:
+                server_ticks += ticks
+            elif name == REDIS:
+                redis_ticks += ticks
+            elif pid not in own and name not in SHARED_SERVICES:
+                others += ticks
+        elapsed = time.monotonic() - self._started
+        capacity = elapsed * tick * (os.cpu_count() or 1)
+        self.others = round(others / capacity, 3) if capacity > 0 else float("nan")
+        if self.server_pid:
+            self.server_seconds = server_ticks / tick
+        self.redis_seconds = redis_ticks / tick
+
+
+def per_request_us(seconds: float, requests: int) -> float | None:
+    if requests <= 0 or seconds != seconds:  # nan: not measured
+        return None
+    return round(seconds / requests * 1e6, 1)
