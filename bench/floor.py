@@ -1,23 +1,26 @@
 """The floor of the activation design on this stack: the cheapest handler of the same shape.
 
-    .venv/bin/python bench/floor.py PORT [redis] [sign | nonces]
+    .venv/bin/python bench/floor.py PORT [redis] [sign | nonces] [--processes N]
 
 One `POST /v1/activations` route that reads and parses the JSON body, optionally runs one
 EVALSHA through the project's lean Redis client (`redis`), answers a small JSON body and
 optionally signs it with Ed25519: `sign` inline with libsodium, `nonces` with the server's
 `Signer` and its helper process of precomputed nonces. No validation, no decision, no
-metrics. Drive it with wrk beside `bench/bare.py` to see what the signature and
-the Redis round trip cost by themselves; the README's benchmark section quotes one such run.
+metrics. `make bench` runs `floor.py PORT redis nonces` beside `bench/bare.py` and the
+activation server, so every run shows what the signature and the Redis round trip cost by
+themselves; the README's benchmark section also quotes the other variants. With
+`--processes N` it starts N processes sharing the port (SO_REUSEPORT), as `bench/bare.py` does.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import os
-import sys
+import signal
 from binascii import b2a_base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 import uvloop
@@ -27,7 +30,10 @@ from nacl.signing import SigningKey
 
 from activation.api.nonces import NonceSource
 from activation.api.signing import Signer
+from activation.cli import supervise
 from activation.store.lean_redis import LeanScriptClient
+
+PARTS = ("redis", "sign", "nonces")
 
 
 def make_app(redis_url: str, use_redis: bool, sign: bool, nonces: bool) -> web.Application:
@@ -48,6 +54,9 @@ def make_app(redis_url: str, use_redis: bool, sign: bool, nonces: bool) -> web.A
             headers = {"X-Signature": signer.header(body)}
         return web.Response(body=body, content_type="application/json", headers=headers)
 
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
     async def helper(app: web.Application) -> AsyncIterator[None]:
         source = NonceSource()
         signer.attach(source)
@@ -56,25 +65,46 @@ def make_app(redis_url: str, use_redis: bool, sign: bool, nonces: bool) -> web.A
 
     app = web.Application()
     app.router.add_post("/v1/activations", handler)
+    app.router.add_get("/readyz", ready)
     if nonces:
         app.cleanup_ctx.append(helper)
     return app
 
 
-async def serve(port: int, use_redis: bool, sign: bool, nonces: bool) -> None:
+async def _serve(port: int, parts: frozenset[str], reuse_port: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    runner = web.AppRunner(make_app(redis_url, use_redis, sign, nonces), access_log=None)
+    app = make_app(redis_url, "redis" in parts, "sign" in parts, "nonces" in parts)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port, backlog=1024)
+    await site.start()
     gc.collect()
     gc.freeze()
-    await asyncio.Event().wait()
+    gc.set_threshold(50_000, 50, 100)  # as the activation server and bench/bare.py
+    await stop.wait()
+    await runner.cleanup()
 
 
-def main() -> None:
-    port, options = int(sys.argv[1]), set(sys.argv[2:])
+def serve(port: int, parts: frozenset[str], reuse_port: bool) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(port, "redis" in options, "sign" in options, "nonces" in options))
+        runner.run(_serve(port, parts, reuse_port))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("port", type=int)
+    parser.add_argument("parts", nargs="*", choices=PARTS)
+    parser.add_argument("--processes", type=int, default=1)
+    args = parser.parse_args(argv)
+    parts = frozenset(args.parts)
+    if args.processes <= 1:
+        serve(args.port, parts, reuse_port=False)
+        return
+    supervise(serve, (args.port, parts, True), args.processes, "floor")
 
 
 if __name__ == "__main__":

@@ -7,17 +7,17 @@ Per process count it starts `activation-server serve --processes N` on real Post
 Redis with `--licenses` perpetual licenses (a fresh database `lic_bench_<random>` and a fresh
 Redis key prefix), and `bench/bare.py --processes N` (constant JSON answer) twice: on a
 `web.Application` (the bare endpoint of the ratio) and on aiohttp's low-level `web.Server`
-(what the public API runs on; its ratio is printed beside). It primes the Redis cache with one
-request per license and server, warms all up, then runs `wrk -t1 -c<connections>
--d<duration>s --latency` interleaved (bare, bare low-level, activations) x `--runs` and takes
-medians. Latency at half load: `wrk2 -R` when the OS has it, else bench/openloop.py at half of
+(what the public API runs on; its ratio is printed beside), and `bench/floor.py redis nonces
+--processes N` (the design's floor: parse, one EVALSHA, a signature). It primes the Redis cache
+with one request per license and server, warms all up, then runs `wrk -t1 -c<connections>
+-d<duration>s --latency` interleaved (bare, bare low-level, floor, activations) x `--runs` and
+takes medians. Latency at half load: `wrk2 -R` when the OS has it, else bench/openloop.py at half of
 the measured activation peak, with two controls: the bare endpoint at that same rate (the tail
 the machine and the load generator add by themselves) and at half of its own peak (as busy as
 the activation server was). Every wrk run also records the CPU the server's processes and
 redis-server spent per request (bench/cpu.py), steadier than req/s on a shared machine. Prints
-the tables and writes
-build/bench.json; stops the servers, drops the database and deletes the Redis keys of its prefix
-in every case.
+the tables and writes build/bench.json; stops the servers, drops the database and deletes the
+Redis keys of its prefix in every case.
 
 Environment: BENCH_POSTGRES_URL (an admin connection, default
 postgresql://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL (default REDIS_URL or
@@ -552,9 +552,10 @@ def bench_processes(
     bodies: list[list[str]],
 ) -> list[dict[str, Any]]:
     """Bare endpoint and activation server(s) with `processes` processes: one row per variant."""
-    bare_port, bare_low_port = free_port(), free_port()
+    bare_port, bare_low_port, floor_port = free_port(), free_port(), free_port()
     bare_url = f"http://127.0.0.1:{bare_port}/v1/activations"
     bare_low_url = f"http://127.0.0.1:{bare_low_port}/v1/activations"
+    floor_url = f"http://127.0.0.1:{floor_port}/v1/activations"
     servers: list[Server] = []
     targets: list[Target] = []
     try:
@@ -603,6 +604,25 @@ def bench_processes(
                     f"http://127.0.0.1:{port}/readyz",
                 )
             )
+        # The design's floor: parse, one EVALSHA of a trivial script, a signature with
+        # precomputed nonces, nothing else (bench/floor.py).
+        servers.append(
+            start_server(
+                f"floor-p{processes}",
+                [
+                    sys.executable,
+                    str(BENCH / "floor.py"),
+                    str(floor_port),
+                    "redis",
+                    "nonces",
+                    "--processes",
+                    str(processes),
+                ],
+                env,
+                workdir,
+                f"http://127.0.0.1:{floor_port}/readyz",
+            )
+        )
         for server in servers:
             asyncio.run(wait_ready(server))
         say(f"{processes} process(es): servers ready ({', '.join(s.name for s in servers)})")
@@ -625,15 +645,17 @@ def bench_processes(
                     "no valid activation while priming: the server is broken, not slow.\n"
                     f"{target.server.name} log:\n{target.server.log_tail()}"
                 )
-        for url in (bare_url, bare_low_url, *(target.url for target in targets)):
+        for url in (bare_url, bare_low_url, floor_url, *(target.url for target in targets)):
             run_wrk(wrk, url, bodies_lua, connections=args.connections, duration=args.warmup)
         bare_runs: list[WrkResult] = []
         bare_low_runs: list[WrkResult] = []
-        bare_server, bare_low_server = servers[len(targets)], servers[len(targets) + 1]
+        floor_runs: list[WrkResult] = []
+        bare_server, bare_low_server, floor_server = servers[len(targets) :]
         for run in range(args.runs):
             rounds = [
                 ("bare", bare_url, bare_server, bare_runs),
                 ("bare:low-level", bare_low_url, bare_low_server, bare_low_runs),
+                ("floor", floor_url, floor_server, floor_runs),
             ]
             rounds += [(f"act:{t.label}", t.url, t.server, t.runs) for t in targets]
             for label, url, server, results in rounds:
@@ -655,6 +677,7 @@ def bench_processes(
                 )
         bare = summarise(bare_runs)
         bare_low = summarise(bare_low_runs)
+        floor = summarise(floor_runs)
         rows = []
         for target in targets:
             activations = summarise(target.runs)
@@ -691,6 +714,10 @@ def bench_processes(
                     "activations": asdict(activations),
                     "ratio": round(activations.requests_per_second / bare.requests_per_second, 3),
                     "bare_low_level": asdict(bare_low),
+                    "floor": asdict(floor),
+                    "ratio_floor": round(
+                        activations.requests_per_second / floor.requests_per_second, 3
+                    ),
                     "ratio_low_level": round(
                         activations.requests_per_second / bare_low.requests_per_second, 3
                     ),
@@ -769,9 +796,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
     )
     print()
     header = (
-        f"{'procs':>5} {'hot client':<10} | {'CPU µs per request: bare':>24} {'low-level':>9}"
-        f" {'activations':>11} {'+ Redis':>7} | {'half-load p99: activations':>26}"
-        f" {'bare same rate':>14} {'bare at ½ its peak':>18}"
+        f"{'procs':>5} {'hot client':<10} | {'floor req/s':>11} {'act./floor':>10} |"
+        f" {'CPU µs/request: bare':>20} {'low-level':>9} {'floor':>6} {'activations':>11}"
+        f" {'+ Redis':>7} | {'half-load p99: activations':>26} {'bare same rate':>14}"
+        f" {'bare at ½ its peak':>18}"
     )
     print(header)
     print("-" * len(header))
@@ -779,18 +807,23 @@ def print_table(results: list[dict[str, Any]]) -> None:
         own_peak = row["half_load_bare_own_peak"]
         print(
             f"{row['processes']:>5} {row['hot_client']:<10} |"
-            f" {_us(row['bare']['server_cpu_us']):>24}"
+            f" {row['floor']['requests_per_second']:>11.0f} {row['ratio_floor']:>10.2f} |"
+            f" {_us(row['bare']['server_cpu_us']):>20}"
             f" {_us(row['bare_low_level']['server_cpu_us']):>9}"
+            f" {_us(row['floor']['server_cpu_us']):>6}"
             f" {_us(row['activations']['server_cpu_us']):>11}"
             f" {_us(row['activations']['redis_cpu_us']):>7} |"
             f" {row['half_load']['p99_ms']:>24.2f}ms {row['half_load_bare']['p99_ms']:>12.2f}ms"
-            f" {own_peak['p99_ms']:>10.2f}ms at {own_peak['achieved_rate']:.0f}/s"
+            f" {own_peak['p99_ms']:>8.2f}ms at {own_peak['achieved_rate']:.0f}/s"
         )
     print(
-        "CPU µs per request = CPU time of the server's processes (for activations: the API"
-        " processes and their signing-nonce helpers) and of redis-server over the wrk runs,"
-        " divided by the requests served (medians); bare at ½ its peak = the bare endpoint at"
-        " half of its own median req/s, as busy as the activation server is at its half load."
+        "floor = bench/floor.py: parse the body, one EVALSHA of a trivial script, an Ed25519"
+        " signature with precomputed nonces, nothing else (the cheapest handler of the"
+        " activation's shape); act./floor = activations / floor req/s. CPU µs/request = CPU"
+        " time of the server's processes (for activations and the floor: with their"
+        " signing-nonce helpers) and of redis-server (per activation) over the wrk runs, divided"
+        " by the requests served (medians); bare at ½ its peak = the bare endpoint at half of"
+        " its own median req/s, as busy as the activation server is at its half load."
     )
     print()
 
