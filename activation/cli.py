@@ -157,10 +157,11 @@ async def _start_sites(
     """The public API on aiohttp's low-level server (see api/app.py), the admin API and
     console on an Application."""
     from activation.admin.app import create_admin_app
+    from activation.api.wire import ProblemAppRunner
 
     runners: list[web.BaseRunner] = [
         web.ServerRunner(public.server()),
-        web.AppRunner(create_admin_app(resources), access_log=None),
+        ProblemAppRunner(create_admin_app(resources), access_log=None),
     ]
     for runner, port in zip(runners, (settings.public_port, settings.admin_port), strict=True):
         await runner.setup()

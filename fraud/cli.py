@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from activation.api.wire import ProblemAppRunner
 from activation.config import Settings, SettingsError
 from activation.logs import configure_logging
 from activation.runtime import open_resources
@@ -121,7 +122,7 @@ async def run(settings: Settings, *, once: bool, port: int) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stopping.set)
-        runner = web.AppRunner(health_app(worker), access_log=None)
+        runner = ProblemAppRunner(health_app(worker), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.host, port).start()
         log.info("fraud worker running; health and metrics on http://%s:%d", settings.host, port)

@@ -105,3 +105,18 @@ class ProblemServer(web.Server):
 
     def __call__(self) -> web.RequestHandler:
         return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemAppRunner(web.AppRunner):
+    """`web.AppRunner` whose server is a `ProblemServer`: the admin API, console and the
+    worker's health port answer unparseable requests with problem JSON too."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return ProblemServer(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )

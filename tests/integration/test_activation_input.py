@@ -10,7 +10,9 @@ import orjson
 import pytest
 from aiohttp import web
 
+from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
+from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
 from tests.integration.helpers import Client, activation_body, create_license
 
@@ -180,10 +182,15 @@ async def test_near_spellings_of_json_are_415(public_client: Client, content_typ
     assert response.status == 415
 
 
-async def _raw_exchange(resources: Resources, raw: bytes) -> bytes:
-    """`raw` sent to the public API's own server (`PublicApi.server()`), everything it answers
-    until it closes the connection."""
-    runner = web.ServerRunner(PublicApi(resources).server())
+async def _raw_exchange(resources: Resources, raw: bytes, *, admin: bool = False) -> bytes:
+    """`raw` sent to the public API's own server (`PublicApi.server()`), or to the admin app
+    served as `activation-server` serves it (`ProblemAppRunner`), everything it answers until
+    it closes the connection."""
+    runner: web.BaseRunner
+    if admin:
+        runner = ProblemAppRunner(create_admin_app(resources), access_log=None)
+    else:
+        runner = web.ServerRunner(PublicApi(resources).server())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -208,11 +215,28 @@ async def _raw_exchange(resources: Resources, raw: bytes) -> bytes:
     ],
     ids=["unknown method", "malformed header", "bad chunk", "no request line"],
 )
-async def test_unparseable_http_is_a_problem_and_closes(resources: Resources, raw: bytes) -> None:
-    answer = await _raw_exchange(resources, raw)
+@pytest.mark.parametrize("admin", [False, True], ids=["public", "admin"])
+async def test_unparseable_http_is_a_problem_and_closes(
+    resources: Resources, raw: bytes, admin: bool
+) -> None:
+    answer = await _raw_exchange(resources, raw, admin=admin)
     head, _, body = answer.partition(b"\r\n\r\n")  # read() returned: the server closed
     assert head.split(b" ", 2)[1] == b"400", answer
     assert b"Content-Type: application/problem+json" in head
     problem = orjson.loads(body)
     assert problem["status"] == 400
     assert problem["detail"] and "\n" not in problem["detail"]
+
+
+async def test_admin_app_behind_the_problem_runner_still_routes_and_authenticates(
+    resources: Resources, admin_headers: dict[str, str]
+) -> None:
+    """The runner swaps only the server class: routing, middlewares and auth are the app's."""
+    request = b"GET /admin/v1/audit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n"
+    refused = await _raw_exchange(resources, request % b"", admin=True)
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"401", refused
+    assert orjson.loads(body)["status"] == 401
+    token = b"Authorization: %s\r\n" % admin_headers["Authorization"].encode()
+    allowed = await _raw_exchange(resources, request % token, admin=True)
+    assert allowed.split(b" ", 2)[1] == b"200", allowed
