@@ -4,10 +4,12 @@ the whole answer, for memo hits and misses, steady keys and keys over their limi
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
 
+from activation.api import answers
 from activation.api.answers import Answerer
 from activation.api.parsing import ActivationBody
 from activation.api.rendering import render_activation
@@ -107,3 +109,25 @@ def test_memo_is_keyed_on_what_the_static_part_depends_on() -> None:
     assert orjson.loads(without)["addons"] == {"granted": [], "denied": []}
     _, next_day = answerer.answer(body("a", None), recorded, (1, ()), NOW + timedelta(days=1))
     assert orjson.loads(next_day)["issued_at"] == "2019-03-02T12:00:07Z"
+
+
+def test_full_memo_drops_the_least_recently_used_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key in steady use keeps its memo entry when others come and go (answers.py)."""
+    monkeypatch.setattr(answers, "MEMO_LIMIT", 2)
+    decided: list[tuple[str, ...]] = []
+    real_decide = answers.decide
+
+    def counting_decide(*args: Any, **kwargs: Any) -> Any:
+        decided.append(kwargs["requested_addons"])
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(answers, "decide", counting_decide)
+    answerer = Answerer(GRACE, VALID_FOR)
+    recorded = Recorded(doc=LICENSE.to_json(), installations=STEADY, seen_recently=1)
+    a, b, c = ("eas",), (), ("mapi",)  # three memo keys of one license
+    for addons in (a, b, a, c, a, b):
+        _, answer = answerer.answer(body("x", None, addons), recorded, (1, RELEASES), NOW)
+        assert answer == expected(body("x", None, addons), STEADY, NOW)
+    # a, b decided; a remembered; c decided, b (least recently used) dropped; a remembered;
+    # b decided again. Clearing the full memo would have decided a a second time.
+    assert decided == [a, b, c, b]
