@@ -254,8 +254,11 @@ def two_processes(
 
     def both_children_up() -> bool:
         # Ready answers from two different connections are not proof that both children are
-        # up, so wait until both wrote their metric files too.
-        return len(list(tmpdir.glob("activation-metrics-*/counter_*.db"))) == 2
+        # up, nor are both children's metric files (written before the ports listen): wait
+        # until both logged that they serve.
+        log = tmp_path / "server.log"
+        listening = log.exists() and log.read_text().count("serving public API on") == 2
+        return listening and len(list(tmpdir.glob("activation-metrics-*/counter_*.db"))) == 2
 
     options = ("--processes", "2")
     with serving(env, tmp_path, *options, until=both_children_up, stop_timeout=15) as urls:
