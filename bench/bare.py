@@ -43,19 +43,12 @@ async def handle_low_level(request: web.BaseRequest) -> web.StreamResponse:
     return await handle(request)
 
 
-async def _serve(host: str, port: int, reuse_port: bool, low_level: bool) -> None:
+async def serve_runner(runner: web.BaseRunner, host: str, port: int, reuse_port: bool) -> None:
+    """Serve `runner` on `host:port` until SIGTERM/SIGINT (bench/floor.py serves the same way)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner: web.BaseRunner
-    if low_level:
-        runner = web.ServerRunner(web.Server(handle_low_level, access_log=None))
-    else:
-        app = web.Application()
-        app.router.add_post("/v1/activations", handle)
-        app.router.add_get("/readyz", health)
-        runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
     await site.start()
@@ -65,6 +58,18 @@ async def _serve(host: str, port: int, reuse_port: bool, low_level: bool) -> Non
     gc.set_threshold(50_000, 50, 100)
     await stop.wait()
     await runner.cleanup()
+
+
+async def _serve(host: str, port: int, reuse_port: bool, low_level: bool) -> None:
+    runner: web.BaseRunner
+    if low_level:
+        runner = web.ServerRunner(web.Server(handle_low_level, access_log=None))
+    else:
+        app = web.Application()
+        app.router.add_post("/v1/activations", handle)
+        app.router.add_get("/readyz", health)
+        runner = web.AppRunner(app, access_log=None)
+    await serve_runner(runner, host, port, reuse_port)
 
 
 def serve(host: str, port: int, reuse_port: bool, low_level: bool) -> None:

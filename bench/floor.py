@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
-import signal
 from binascii import b2a_base64
 from collections.abc import AsyncIterator, Sequence
 
 import orjson
 import uvloop
 from aiohttp import web
+from bare import health, serve_runner  # bench/ is on sys.path when run as a script
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.signing import SigningKey
 
@@ -54,9 +53,6 @@ def make_app(redis_url: str, use_redis: bool, sign: bool, nonces: bool) -> web.A
             headers = {"X-Signature": signer.header(body)}
         return web.Response(body=body, content_type="application/json", headers=headers)
 
-    async def ready(request: web.Request) -> web.Response:
-        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
-
     async def helper(app: web.Application) -> AsyncIterator[None]:
         source = NonceSource()
         signer.attach(source)
@@ -65,28 +61,16 @@ def make_app(redis_url: str, use_redis: bool, sign: bool, nonces: bool) -> web.A
 
     app = web.Application()
     app.router.add_post("/v1/activations", handler)
-    app.router.add_get("/readyz", ready)
+    app.router.add_get("/readyz", health)
     if nonces:
         app.cleanup_ctx.append(helper)
     return app
 
 
 async def _serve(port: int, parts: frozenset[str], reuse_port: bool) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     app = make_app(redis_url, "redis" in parts, "sign" in parts, "nonces" in parts)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port, backlog=1024)
-    await site.start()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)  # as the activation server and bench/bare.py
-    await stop.wait()
-    await runner.cleanup()
+    await serve_runner(web.AppRunner(app, access_log=None), "127.0.0.1", port, reuse_port)
 
 
 def serve(port: int, parts: frozenset[str], reuse_port: bool) -> None:

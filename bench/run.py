@@ -583,46 +583,33 @@ def bench_processes(
             )
             servers.append(server)
             targets.append(Target(label, f"http://127.0.0.1:{public_port}/v1/activations", server))
-        for name, port, extra in (
-            (f"bare-p{processes}", bare_port, []),
-            (f"bare-low-level-p{processes}", bare_low_port, ["--low-level"]),
+        # The two bare endpoints, then the design's floor: parse, one EVALSHA of a trivial
+        # script, a signature with precomputed nonces, nothing else (bench/floor.py).
+        for name, port, script, arguments in (
+            (f"bare-p{processes}", bare_port, "bare.py", ["--port", str(bare_port)]),
+            (
+                f"bare-low-level-p{processes}",
+                bare_low_port,
+                "bare.py",
+                ["--port", str(bare_low_port), "--low-level"],
+            ),
+            (f"floor-p{processes}", floor_port, "floor.py", [str(floor_port), "redis", "nonces"]),
         ):
             servers.append(
                 start_server(
                     name,
                     [
                         sys.executable,
-                        str(BENCH / "bare.py"),
-                        "--port",
-                        str(port),
+                        str(BENCH / script),
+                        *arguments,
                         "--processes",
                         str(processes),
-                        *extra,
                     ],
                     env,
                     workdir,
                     f"http://127.0.0.1:{port}/readyz",
                 )
             )
-        # The design's floor: parse, one EVALSHA of a trivial script, a signature with
-        # precomputed nonces, nothing else (bench/floor.py).
-        servers.append(
-            start_server(
-                f"floor-p{processes}",
-                [
-                    sys.executable,
-                    str(BENCH / "floor.py"),
-                    str(floor_port),
-                    "redis",
-                    "nonces",
-                    "--processes",
-                    str(processes),
-                ],
-                env,
-                workdir,
-                f"http://127.0.0.1:{floor_port}/readyz",
-            )
-        )
         for server in servers:
             asyncio.run(wait_ready(server))
         say(f"{processes} process(es): servers ready ({', '.join(s.name for s in servers)})")
