@@ -21,6 +21,7 @@ pytestmark = pytest.mark.usefixtures("resources")
 async def test_valid_answer_carries_license_installation_and_nonce(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:
+    """R10: the answer carries the license's edition and limits for the product to enforce."""
     await set_clock(admin_client, admin_headers, "2026-11-23T12:00:00Z")
     created = await create_license(
         admin_client,
