@@ -90,7 +90,15 @@ async def open_resources(
         )
         clock: Clock = RedisTestClock(redis, layout.clock) if settings.test_clock else SystemClock()
         releases = ReleaseCatalog(registry)
-        signer = load_signer(settings.signing_key_file, generate=settings.dev) if signing else None
+        signer = (
+            load_signer(
+                settings.signing_key_file,
+                generate=settings.dev,
+                inline_signatures=metrics.signatures_inline,
+            )
+            if signing
+            else None
+        )
         async with releases.running():
             yield Resources(
                 settings=settings,

@@ -133,6 +133,13 @@ class ApiMetrics:
             registry=self.registry,
         )
         self._by_class = {n: Tally(self.responses.labels(f"{n}xx")) for n in STATUS_CLASSES}
+        signatures_inline = Counter(
+            "signatures_inline_total",
+            "Answers signed inline, without a nonce precomputed by the helper process (helper "
+            "off, starting, restarting, or behind a burst): each costs the full signature on "
+            "the request path.",
+            registry=self.registry,
+        )
         self.dependency_errors = Counter(
             "dependency_unavailable_total",
             "Requests answered 503 because a dependency was unreachable.",
@@ -145,6 +152,7 @@ class ApiMetrics:
         self.script_latency = LatencyTally(script_latency, SCRIPT_BUCKETS)
         self.cache_hits = Tally(cache_hits)
         self.cache_misses = Tally(cache_misses)
+        self.signatures_inline = Tally(signatures_inline)
         self.registry.fold_on_collect(
             [
                 *self.activations_by_code.values(),
@@ -152,6 +160,7 @@ class ApiMetrics:
                 self.script_latency,
                 self.cache_hits,
                 self.cache_misses,
+                self.signatures_inline,
                 *self._by_class.values(),
             ]
         )

@@ -19,6 +19,7 @@ from nacl.bindings import (
 )
 
 from activation.api.nonces import NonceSource
+from metrics.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,12 @@ class Signer:
     """Signs with libsodium (PyNaCl): ≈ 23 µs per answer inline against ≈ 44 µs for the same
     key through `cryptography`; ≈ 4 µs with a nonce pair precomputed by the helper process of
     `activation.api.nonces` (`attach`). `cryptography` reads the PEM file and publishes the
-    public key."""
+    public key. `inline_signatures` counts the answers signed without a precomputed nonce (the
+    helper off, starting, restarting, or emptied by a burst): metric `signatures_inline_total`."""
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, private_key: Ed25519PrivateKey, inline_signatures: Tally | None = None
+    ) -> None:
         seed = private_key.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
@@ -43,6 +47,7 @@ class Signer:
         if crypto_scalarmult_ed25519_base_noclamp(self._scalar) != raw:
             raise RuntimeError("the signing scalar does not match the public key")
         self._nonces: NonceSource | None = None
+        self._inline_signatures = inline_signatures
         self._scratch = ffi.new("unsigned char[32]")
         self._scratch_bytes = ffi.buffer(self._scratch)
         self._reduce = lib.crypto_core_ed25519_scalar_reduce
@@ -70,6 +75,8 @@ class Signer:
         pair = None if self._nonces is None else self._nonces.take()
         if pair is None:
             signature = crypto_sign(body, self._secret_key)[:64]
+            if self._inline_signatures is not None:
+                self._inline_signatures.inc()
         else:
             # RFC 8032 §5.1.6 steps 4-6 with r chosen at random ahead of time (see nonces.py):
             # k = SHA-512(R ‖ A ‖ M) mod L, S = r + k·a mod L, with libsodium's constant-time
@@ -96,7 +103,9 @@ def _secret_scalar(seed: bytes) -> bytes:
     return crypto_core_ed25519_scalar_reduce(bytes(digest) + bytes(32))
 
 
-def load_signer(path: str | None, *, generate: bool) -> Signer:
+def load_signer(
+    path: str | None, *, generate: bool, inline_signatures: Tally | None = None
+) -> Signer:
     """Read the PEM private key; in dev only, create it on first start."""
     if path is None:
         if not generate:
@@ -120,4 +129,4 @@ def load_signer(path: str | None, *, generate: bool) -> Signer:
     loaded = serialization.load_pem_private_key(file.read_bytes(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
         raise RuntimeError(f"{path} is not an Ed25519 private key")
-    return Signer(loaded)
+    return Signer(loaded, inline_signatures)

@@ -21,6 +21,7 @@ from activation.api.nonces import NonceSource
 from activation.api.signing import Signer
 from activation.config import Settings
 from activation.runtime import open_resources
+from metrics import ApiMetrics
 from tests.integration.helpers import activation_body, verify_signature
 
 
@@ -66,9 +67,12 @@ def test_inline_fallback_when_the_helper_is_gone_and_restart(
     source: NonceSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     private = Ed25519PrivateKey.generate()
-    signer = Signer(private)
+    metrics = ApiMetrics()
+    signer = Signer(private, metrics.signatures_inline)
     signer.attach(source)
     _wait_ready(source)
+    signer.header(b"a precomputed nonce: not inline")
+    assert _inline_signatures(metrics) == 0
     source.close()  # the helper stops; buffered pairs are dropped
     missed = source.missed
     body = b'{"valid":true}'
@@ -76,6 +80,7 @@ def test_inline_fallback_when_the_helper_is_gone_and_restart(
     private.public_key().verify(first, body)
     assert first == second  # deterministic: libsodium's own nonce
     assert source.missed == missed + 2
+    assert _inline_signatures(metrics) == 2  # signatures_inline_total
     monkeypatch.setattr(nonces_module, "RESTART_AFTER_SECONDS", 0.0)
     assert source.take() is None  # this miss restarts the helper
     _wait_ready(source)
@@ -127,4 +132,24 @@ async def test_answers_through_http_use_precomputed_nonces(settings: Settings) -
                     published["public_key"], await response.read(), response.headers["X-Signature"]
                 )
             assert nonces.taken - before == 20
+            assert _inline_signatures(resources.metrics) == 0
         assert api.signer.nonces is None  # detached when the API stopped
+
+
+async def test_answers_signed_inline_are_counted(settings: Settings) -> None:
+    """With the helper off every answer is signed inline, and `signatures_inline_total` says so
+    (an operator sees a helper that is off, dead or behind)."""
+    helper_off = dataclasses.replace(settings, signing_nonce_helper=False)
+    async with open_resources(helper_off) as resources:
+        api = PublicApi(resources)
+        async with api.signing_nonces() as nonces, TestClient(RawTestServer(api.handle)) as public:
+            assert nonces is None
+            for n in range(3):
+                body = activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ", f"server-{n}")
+                assert (await public.post("/v1/activations", json=body)).status == 200
+            exposed = await (await public.get("/metrics")).text()
+    assert "signatures_inline_total 3.0" in exposed.splitlines()
+
+
+def _inline_signatures(metrics: ApiMetrics) -> float | None:
+    return metrics.registry.get_sample_value("signatures_inline_total")
