@@ -143,6 +143,7 @@ def _query_offset(request: web.Request) -> int:
     raw = request.query.get("offset")
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > MAX_OFFSET:
+    offset = p.whole_number(raw)
+    if offset is None or offset > MAX_OFFSET:
         raise bad_field("offset", f"must be a whole number from 0 to {MAX_OFFSET}")
-    return int(raw)
+    return offset

@@ -173,18 +173,29 @@ def query_day(request: web.Request, name: str) -> date | None:
     return None if value is None else parse_date(name, value)
 
 
+def whole_number(raw: str, max_digits: int = 18) -> int | None:
+    """`raw` as a number when it is 1 to `max_digits` ASCII digits, else None. `str.isdigit()`
+    alone also accepts '²' and other digits `int()` refuses (a 500), and `int()` refuses more
+    than 4,300 digits."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= max_digits:
+        return int(raw)
+    return None
+
+
 def query_limit(request: web.Request, *, default: int = 100, maximum: int = 1000) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    limit = whole_number(raw)
+    if limit is None or not 1 <= limit <= maximum:
         raise bad_field("limit", f"must be a whole number from 1 to {maximum}")
-    return int(raw)
+    return limit
 
 
 def path_id(request: web.Request, what: str) -> int:
     """The `{id}` of the path; anything not an id cannot name an existing row (404)."""
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    row_id = whole_number(raw)
+    if row_id is None:
         raise ProblemError(404, f"no {what} {raw[:40]!r}")
-    return int(raw)
+    return row_id

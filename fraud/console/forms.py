@@ -15,6 +15,7 @@ from aiohttp import web
 
 from activation.admin.auth import principal_for
 from activation.admin.cases import MAX_NOTE, ladder_of
+from activation.admin.parsing import whole_number
 from activation.admin.state import Role, resources_of
 from fraud.cases import ActionRefused, TeamAction
 from fraud.console import sessions
@@ -115,6 +116,7 @@ def _number(fields: dict[str, str], name: str) -> int | None:
     raw = fields.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    number = whole_number(raw, max_digits=9)
+    if number is None:
         raise ActionRefused(f"{name.replace('_', ' ')} must be a whole number", invalid_input=True)
-    return int(raw)
+    return number

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from activation.admin.cases import SEVERITIES, ladder_of
 from activation.admin.license_common import full_view, license_json, path_key
+from activation.admin.parsing import whole_number
 from activation.admin.state import Role, resources_of
 from activation.licensing.model import CaseStage
 from activation.store import admin_store
@@ -48,7 +49,7 @@ async def queue(request: web.Request) -> web.Response:
         "product": _text(query.get("product"), 60),
         "q": _text(query.get("q"), 200),
     }
-    number = int(query["page"]) if query.get("page", "").isdigit() else 1
+    number = whole_number(query.get("page", "")) or 1
     number = min(max(number, 1), 10_000)
     where = queries.CaseFilter(
         stage=filters["stage"], severity=filters["severity"], q=filters["q"],

@@ -118,7 +118,15 @@ async def test_queue_item_and_case_page(
     assert await listing(admin_client, viewer, q="nowhere.example.org") == []
     assert await listing(admin_client, viewer, stage="overdue") == []
     assert len(await listing(admin_client, viewer, severity="normal", stage="grace")) == 1
-    for bad in ({"status": "closed"}, {"stage": "x"}, {"limit": "0"}, {"offset": "-1"}):
+    for bad in (
+        {"status": "closed"},
+        {"stage": "x"},
+        {"limit": "0"},
+        {"limit": "²"},  # str.isdigit() accepts it, int() does not: was a 500
+        {"offset": "-1"},
+        {"offset": "²"},
+        {"offset": "9" * 5000},  # int() refuses more than 4,300 digits: was a 500
+    ):
         response = await admin_client.get("/admin/v1/cases", params=bad, headers=viewer)
         assert response.status == 400, bad
         assert (await response.json())["field"] == next(iter(bad))

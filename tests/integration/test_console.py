@@ -192,6 +192,10 @@ async def test_hostile_hostname_renders_escaped(
         assert HOSTILE not in html and "<script" not in html, path
     html = await (await admin_client.get("/console/?q=%3Cscript%3Ex")).text()
     assert 'value="&lt;script&gt;x"' in html
+    for page in ("%C2%B2", "9" * 5000, "-2", "x"):  # '²' and 5,000 digits were 500s
+        response = await admin_client.get(f"/console/?page={page}")
+        assert response.status == 200, page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in await response.text(), page  # page 1
 
 
 async def test_every_page_carries_the_security_headers(
@@ -262,6 +266,7 @@ async def test_reviewer_actions_take_the_json_api_path(
     await post(409, action="hold")
     await post(200, action="release_hold")
     assert "days must be a whole number" in await post(422, action="extend", days="x")
+    assert "days must be a whole number" in await post(422, action="extend", days="²")
     await post(200, action="extend", days="7")
     assert "I confirm" in await post(422, action="disable")
     assert await resources.pool.fetchval("SELECT status FROM licenses") == "active"
