@@ -39,11 +39,12 @@ def page(role: Role) -> Callable[[Handler], Handler]:
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
-    """The posted fields as text (files and over-long values are refused)."""
+    """The posted fields as text (files, over-long values and NUL, which PostgreSQL text cannot
+    hold, are refused)."""
     posted = await request.post()
     fields: dict[str, str] = {}
     for name, value in posted.items():
-        if not isinstance(value, str) or len(value) > MAX_FIELD:
+        if not isinstance(value, str) or len(value) > MAX_FIELD or "\x00" in value:
             raise web.HTTPBadRequest(reason=f"field {name[:40]!r} is not a short text")
         fields[name] = value
     return fields

@@ -36,7 +36,9 @@ def _pick(value: str | None, allowed: tuple[str, ...]) -> str | None:
 
 
 def _text(value: str | None, limit: int) -> str | None:
-    return (value or "").strip()[:limit] or None
+    """A free-text filter. NUL is dropped: PostgreSQL text cannot hold it (the query would fail),
+    so no stored value contains one."""
+    return (value or "").replace("\x00", "").strip()[:limit] or None
 
 
 @routes.get("/")

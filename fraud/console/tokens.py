@@ -16,8 +16,11 @@ routes = web.RouteTableDef()
 
 
 async def _page(request: web.Request, *, status: int = 200, **extra: object) -> web.Response:
+    """The page, with `error` or the `created` token and its `secret` when given (the template
+    is rendered with StrictUndefined: every name it reads is passed)."""
     rows = await token_store.list_tokens(resources_of(request).pool)
-    return render(request, "tokens.html", status=status, tokens=rows, roles=ROLES, **extra)
+    context = {"error": None, "created": None, "secret": None} | extra
+    return render(request, "tokens.html", status=status, tokens=rows, roles=ROLES, **context)
 
 
 def _actor(request: web.Request) -> str:

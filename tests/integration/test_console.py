@@ -284,3 +284,53 @@ async def test_reviewer_actions_take_the_json_api_path(
     ]
     dashboard = await (await admin_client.get("/console/dashboard")).text()
     assert "<svg" in dashboard and "Activations per day" in dashboard
+
+
+# Values that have broken form and query handling elsewhere: NUL (PostgreSQL text refuses it),
+# digits int() refuses, more digits than int() takes, LIKE wildcards, markup, SQL, control and
+# bidi characters, a field far over every length limit.
+HOSTILE_VALUES = (
+    "", " ", "\x00", "x\x00y", "²", "٣", "9" * 5000, "-1", "1e9", "NaN", "%", "_", "\\",
+    "' OR 1=1 --", HOSTILE, "\r\n", "\u202egrace", "😀", "a" * 100_000,
+)  # fmt: skip
+
+
+async def test_no_console_input_yields_a_server_error(
+    admin_client: Client, admin_headers: Headers, resources: Resources, case: tuple[int, str]
+) -> None:
+    """Every query parameter and form field of the console, given each hostile value, gets a
+    page or a 4xx (SPEC §9 Bad input), never a 5xx."""
+    case_id, key = case
+    token_id = await resources.pool.fetchval("SELECT max(id) FROM api_tokens")
+    await login(admin_client, BOOTSTRAP_TOKEN)
+    csrf = csrf_of(await (await admin_client.get("/console/")).text())
+    queries = {"/console/": ("stage", "severity", "product", "q", "page")}
+    queries |= {f"/console/cases/{case_id}": ("done",), f"/console/licenses/{key}": ("x",)}
+    # Each field is varied while the others hold values the form accepts.
+    forms = {
+        f"/console/cases/{case_id}/actions": (
+            {"action": "extend", "days": "3", "note": "ok"},
+            ("action", "note", "days", "max_servers", "confirm"),
+        ),
+        "/console/tokens": ({"name": "fuzz", "role": "viewer"}, ("name", "role")),
+        f"/console/tokens/{token_id}/revoke": ({"confirm": "no"}, ("confirm",)),
+    }
+    failures = []
+    for value in HOSTILE_VALUES:
+        for path, names in queries.items():
+            for name in names:
+                response = await admin_client.get(path, params={name: value})
+                if response.status >= 500:
+                    failures.append((path, name, value[:20], response.status))
+        for path, (valid, names) in forms.items():
+            for name in names:
+                fields = valid | {"csrf": csrf, name: value}
+                response = await admin_client.post(path, data=fields, allow_redirects=False)
+                if response.status >= 500:
+                    failures.append((path, name, value[:20], response.status))
+        response = await admin_client.post(
+            "/console/login", data={"token": value}, allow_redirects=False
+        )
+        if response.status >= 500:
+            failures.append(("/console/login", "token", value[:20], response.status))
+    assert failures == [], "\n".join(map(repr, failures))
