@@ -114,7 +114,8 @@ async def remove_addon(request: web.Request) -> web.Response:
     name = request.match_info["name"].lower()
 
     async def change(conn: asyncpg.Connection, before: LicenseRecord, _: datetime) -> None:
-        if not await admin_store.remove_addon(conn, before.license.key, name):
+        # No stored name holds NUL (PostgreSQL text cannot), and the query would fail on it.
+        if "\x00" in name or not await admin_store.remove_addon(conn, before.license.key, name):
             raise ProblemError(404, f"the license has no add-on {name[:40]!r}")
 
     record, _ = await change_license(request, path_key(request), "license.addon_remove", change)

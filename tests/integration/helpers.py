@@ -15,6 +15,14 @@ from fraud.ingest import GROUP
 
 Client = TestClient[Any, Any]
 
+# Values that have broken form and query handling elsewhere: NUL (PostgreSQL text refuses it),
+# digits int() refuses, more digits than int() takes, LIKE wildcards, markup, SQL, control and
+# bidi characters, a field far over every length limit.
+HOSTILE_VALUES = (
+    "", " ", "\x00", "x\x00y", "²", "٣", "9" * 5000, "-1", "1e9", "NaN", "%", "_", "\\",
+    "' OR 1=1 --", "<script>alert(1)</script>", "\r\n", "\u202egrace", "😀", "a" * 100_000,
+)  # fmt: skip
+
 
 async def create_customer(admin: Client, headers: dict[str, str], name: str = "Acme") -> int:
     response = await admin.post(

@@ -16,7 +16,7 @@ from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics
 from tests.conftest import BOOTSTRAP_TOKEN
-from tests.integration.helpers import activate, create_license, set_clock
+from tests.integration.helpers import HOSTILE_VALUES, activate, create_license, set_clock
 
 Client = TestClient[Any, Any]
 Headers = dict[str, str]
@@ -284,15 +284,6 @@ async def test_reviewer_actions_take_the_json_api_path(
     ]
     dashboard = await (await admin_client.get("/console/dashboard")).text()
     assert "<svg" in dashboard and "Activations per day" in dashboard
-
-
-# Values that have broken form and query handling elsewhere: NUL (PostgreSQL text refuses it),
-# digits int() refuses, more digits than int() takes, LIKE wildcards, markup, SQL, control and
-# bidi characters, a field far over every length limit.
-HOSTILE_VALUES = (
-    "", " ", "\x00", "x\x00y", "²", "٣", "9" * 5000, "-1", "1e9", "NaN", "%", "_", "\\",
-    "' OR 1=1 --", HOSTILE, "\r\n", "\u202egrace", "😀", "a" * 100_000,
-)  # fmt: skip
 
 
 async def test_no_console_input_yields_a_server_error(
