@@ -22,6 +22,8 @@ HOSTILE_VALUES = (
     "", " ", "\x00", "x\x00y", "²", "٣", "9" * 5000, "-1", "1e9", "NaN", "%", "_", "\\",
     "' OR 1=1 --", "<script>alert(1)</script>", "\r\n", "\u202egrace", "😀", "a" * 100_000,
 )  # fmt: skip
+# JSON values of every other type, for fields that expect a string, and the reverse.
+WRONG_TYPES: tuple[Any, ...] = (10**30, -(10**30), 1.5, -1, 0, True, None, [], {}, ["x"], {"a": 1})
 
 
 async def create_customer(admin: Client, headers: dict[str, str], name: str = "Acme") -> int:

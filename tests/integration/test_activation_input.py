@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,13 @@ from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
-from tests.integration.helpers import Client, activation_body, create_license
+from tests.integration.helpers import (
+    HOSTILE_VALUES,
+    WRONG_TYPES,
+    Client,
+    activation_body,
+    create_license,
+)
 
 GOOD_KEY = "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"
 
@@ -151,6 +158,28 @@ async def test_bad_deactivation_input_is_a_problem(public_client: Client) -> Non
         "/v1/deactivations", json={"license_key": GOOD_KEY, "fingerprint": "server-a"}
     )
     assert response.status == 404
+
+
+async def test_no_field_value_yields_a_server_error(
+    public_client: Client, admin_client: Client, admin_headers: dict[str, str]
+) -> None:
+    """Every field of both public bodies, given each hostile value or a value of every other
+    JSON type, gets an answer or a 4xx problem (SPEC §9 Bad input)."""
+    await create_license(admin_client, admin_headers, key=GOOD_KEY)
+    statuses: Counter[int] = Counter()
+    failures = []
+    for path, valid in (
+        ("/v1/activations", activation_body(GOOD_KEY)),
+        ("/v1/deactivations", {"license_key": GOOD_KEY, "fingerprint": "server-a"}),
+    ):
+        for field in (*valid, "unknown"):
+            for value in (*HOSTILE_VALUES, *WRONG_TYPES):
+                response = await public_client.post(path, json={**valid, field: value})
+                statuses[response.status] += 1
+                if response.status >= 500:
+                    failures.append((path, field, str(value)[:20], response.status))
+    assert failures == []
+    assert statuses[400] > 150 and statuses[200] > 10, statuses
 
 
 @pytest.mark.parametrize(

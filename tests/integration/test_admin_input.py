@@ -17,6 +17,7 @@ from fraud.worker import Worker
 from metrics import WorkerMetrics
 from tests.integration.helpers import (
     HOSTILE_VALUES,
+    WRONG_TYPES,
     Client,
     activate,
     create_license,
@@ -25,8 +26,6 @@ from tests.integration.helpers import (
 )
 
 Headers = dict[str, str]
-# JSON values of every other type, for fields that expect a string, and the reverse.
-WRONG_TYPES: tuple[Any, ...] = (10**30, -(10**30), 1.5, -1, 0, True, None, [], {}, ["x"], {"a": 1})
 
 
 def valid_bodies(key: str, customer_id: int) -> dict[tuple[str, str], dict[str, Any]]:
