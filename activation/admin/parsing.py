@@ -154,6 +154,7 @@ def counts(body: Body, field: str) -> dict[str, int]:
     if not isinstance(value, dict):
         raise bad_field(field, "must be an object of name → whole number")
     for name, count in value.items():
+        clean(field, name)  # stored as jsonb, which cannot hold NUL either
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 2**31:
             raise bad_field(field, f"{name[:40]!r} must be a whole number ≥ 0")
     return dict(value)

@@ -32,7 +32,9 @@ def valid_bodies(key: str, customer_id: int) -> dict[tuple[str, str], dict[str, 
     license = {
         "customer_id": customer_id, "product": "smartermail", "kind": "perpetual",
         "edition": "enterprise", "purchased_on": "2026-09-01", "addons": ["eas"],
-        "limits": {"mailboxes": 250},
+        "limits": {"mailboxes": 250}, "key": "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZ9", "max_servers": 2,
+        "failover": False, "major_version": 16, "auto_renew": True, "trial_days": 30,
+        "ms_covered_through": "2027-08-31", "lease_ends_on": None,
     }  # fmt: skip
     return {
         ("post", "/admin/v1/customers"): {"name": "Globex", "email": "it@globex.example"},
@@ -98,13 +100,40 @@ async def test_no_admin_input_yields_a_server_error(
                     else:
                         params = {parameter["name"]: value}
                         await send(method, template, valid_path(template), params=params, json=body)
-            for field in body or {}:
+            for field, valid in (body or {}).items():
                 for value in (*HOSTILE_VALUES, *WRONG_TYPES):
-                    fields = {**(body or {}), field: value}
-                    await send(method, template, valid_path(template), json=fields)
+                    # the value itself, and inside the field's list or object
+                    variants = [value]
+                    if isinstance(valid, list):
+                        variants.append([value])
+                    if isinstance(valid, dict) and isinstance(value, str):
+                        variants += [{value: 1}, {"mailboxes": value}]
+                    for variant in variants:
+                        fields = {**(body or {}), field: variant}
+                        await send(method, template, valid_path(template), json=fields)
             if body is not None:
                 for wrong in (*WRONG_TYPES, {**body, "unknown": "x"}):
                     await send(method, template, valid_path(template), json=wrong)
+    # The CSV import: each cell and each header name, one at a time.
+    header = ["key", "customer_id", "product", "kind", "edition", "purchased_on", "failover"]
+    header += ["max_servers", "major_version", "trial_days", "auto_renew", "addons", "limits"]
+    row = ["ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZ8", str(customer_id), "smartermail", "perpetual"]
+    row += ["enterprise", "2026-09-01", "no", "2", "16", "30", "yes", "eas;mapi", "mailboxes=9"]
+    csv_headers = admin_headers | {"Content-Type": "text/csv"}
+    for column in range(len(header)):
+        for value in HOSTILE_VALUES:
+            cell = '"' + value.replace('"', '""') + '"'
+            for names, cells in (
+                (header, [*row[:column], cell, *row[column + 1 :]]),
+                ([*header[:column], cell, *header[column + 1 :]], row),
+            ):
+                text = ",".join(names) + "\n" + ",".join(cells) + "\n"
+                response = await admin_client.post(
+                    "/admin/v1/licenses/import", data=text.encode(), headers=csv_headers
+                )
+                statuses[response.status] += 1
+                if response.status >= 500:
+                    failures.append(("post", "import csv", header[column], value[:20], 500))
     assert failures == [], "\n".join(map(repr, failures))
     # Every route was reached, and the values were refused by the handlers, not only accepted.
-    assert sum(statuses.values()) > 1200 and statuses[400] > 500, statuses
+    assert sum(statuses.values()) > 2000 and statuses[400] > 1000, statuses
