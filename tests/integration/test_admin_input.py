@@ -50,7 +50,12 @@ def valid_bodies(key: str, customer_id: int) -> dict[tuple[str, str], dict[str, 
             "released_on": "2026-10-01",
         },
         ("post", "/admin/v1/tokens"): {"name": "ops", "role": "viewer"},
-        ("post", "/admin/v1/cases/{id}/actions"): {"action": "extend", "days": 3, "note": "ok"},
+        ("post", "/admin/v1/cases/{id}/actions"): {
+            "action": "extend",
+            "days": 3,
+            "note": "ok",
+            "max_servers": None,
+        },
         ("post", "/admin/v1/test-clock"): {"now": "2026-11-23T12:00:00Z"},
     }
 
