@@ -49,6 +49,8 @@ async def authenticate(request: web.Request) -> Principal:
 async def principal_for(resources: Resources, token: str) -> Principal | None:
     """Who a token is (the bootstrap token is an admin); None if unknown or revoked. The one
     lookup behind both the JSON API's bearer tokens and the console's login."""
+    if not token.isascii():  # tokens are URL-safe ASCII; undecodable header bytes name none
+        return None
     bootstrap = resources.settings.admin_bootstrap_token
     if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
         return Principal(BOOTSTRAP_NAME, Role.ADMIN, None)

@@ -39,9 +39,15 @@ def page(role: Role) -> Callable[[Handler], Handler]:
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
-    """The posted fields as text (files, over-long values and NUL, which PostgreSQL text cannot
-    hold, are refused)."""
-    posted = await request.post()
+    """The posted fields as text. The console's forms are URL-encoded (no file fields): other
+    bodies are 415; undecodable bytes, an unknown charset, files, over-long values and NUL
+    (which PostgreSQL text cannot hold) are 400."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise web.HTTPUnsupportedMediaType(reason="forms are sent URL-encoded")
+    try:
+        posted = await request.post()
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
+        raise web.HTTPBadRequest(reason="the form is not readable text") from None
     fields: dict[str, str] = {}
     for name, value in posted.items():
         if not isinstance(value, str) or len(value) > MAX_FIELD or "\x00" in value:

@@ -75,8 +75,8 @@ async def create(resources: Resources, principal: Principal) -> tuple[str, Sessi
 
 async def load(resources: Resources, session_id: str | None) -> Session | None:
     """The live session for the cookie's id, its idle expiry renewed; None when gone."""
-    if not session_id or len(session_id) > 100:
-        return None
+    if not session_id or len(session_id) > 100 or not session_id.isascii():
+        return None  # ids are URL-safe ASCII; undecodable cookie bytes name no session
     try:
         raw = await resources.redis.getex(_key(resources, session_id), ex=IDLE_SECONDS)
     except (RedisError, OSError) as error:
@@ -101,7 +101,7 @@ async def end(resources: Resources, session_id: str) -> None:
 
 
 def tokens_match(expected: str | None, given: object) -> bool:
-    if not expected or not isinstance(given, str) or not given:
+    if not expected or not isinstance(given, str) or not given or not given.isascii():
         return False
     return hmac.compare_digest(expected.encode(), given.encode())
 

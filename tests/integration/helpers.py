@@ -3,13 +3,18 @@ APIs, and a count of what the shard streams hold pending."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
 import orjson
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from activation.admin.app import create_admin_app
+from activation.api.app import PublicApi
+from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
 from fraud.ingest import GROUP
 
@@ -120,3 +125,26 @@ async def pending_total(resources: Resources) -> int:
         if await resources.redis.exists(stream):
             total += int((await resources.redis.xpending(stream, GROUP))["pending"])
     return total
+
+
+async def raw_exchange(resources: Resources, raw: bytes, *, admin: bool = False) -> bytes:
+    """`raw` sent to the public API's own server (`PublicApi.server()`), or to the admin app
+    served as `activation-server` serves it (`ProblemAppRunner`), everything it answers until
+    it closes the connection."""
+    runner: web.BaseRunner
+    if admin:
+        runner = ProblemAppRunner(create_admin_app(resources), access_log=None)
+    else:
+        runner = web.ServerRunner(PublicApi(resources).server())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        return answer
+    finally:
+        await runner.cleanup()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
-from activation.admin.app import create_admin_app
-from activation.api.app import PublicApi
-from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
 from tests.integration.helpers import (
     HOSTILE_VALUES,
@@ -21,6 +16,7 @@ from tests.integration.helpers import (
     Client,
     activation_body,
     create_license,
+    raw_exchange,
 )
 
 GOOD_KEY = "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"
@@ -211,29 +207,6 @@ async def test_near_spellings_of_json_are_415(public_client: Client, content_typ
     assert response.status == 415
 
 
-async def _raw_exchange(resources: Resources, raw: bytes, *, admin: bool = False) -> bytes:
-    """`raw` sent to the public API's own server (`PublicApi.server()`), or to the admin app
-    served as `activation-server` serves it (`ProblemAppRunner`), everything it answers until
-    it closes the connection."""
-    runner: web.BaseRunner
-    if admin:
-        runner = ProblemAppRunner(create_admin_app(resources), access_log=None)
-    else:
-        runner = web.ServerRunner(PublicApi(resources).server())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(raw)
-        answer = await asyncio.wait_for(reader.read(), timeout=10)
-        writer.close()
-        return answer
-    finally:
-        await runner.cleanup()
-
-
 @pytest.mark.parametrize(
     "raw",
     [
@@ -248,7 +221,7 @@ async def _raw_exchange(resources: Resources, raw: bytes, *, admin: bool = False
 async def test_unparseable_http_is_a_problem_and_closes(
     resources: Resources, raw: bytes, admin: bool
 ) -> None:
-    answer = await _raw_exchange(resources, raw, admin=admin)
+    answer = await raw_exchange(resources, raw, admin=admin)
     head, _, body = answer.partition(b"\r\n\r\n")  # read() returned: the server closed
     assert head.split(b" ", 2)[1] == b"400", answer
     assert b"Content-Type: application/problem+json" in head
@@ -262,10 +235,10 @@ async def test_admin_app_behind_the_problem_runner_still_routes_and_authenticate
 ) -> None:
     """The runner swaps only the server class: routing, middlewares and auth are the app's."""
     request = b"GET /admin/v1/audit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n"
-    refused = await _raw_exchange(resources, request % b"", admin=True)
+    refused = await raw_exchange(resources, request % b"", admin=True)
     head, _, body = refused.partition(b"\r\n\r\n")
     assert head.split(b" ", 2)[1] == b"401", refused
     assert orjson.loads(body)["status"] == 401
     token = b"Authorization: %s\r\n" % admin_headers["Authorization"].encode()
-    allowed = await _raw_exchange(resources, request % token, admin=True)
+    allowed = await raw_exchange(resources, request % token, admin=True)
     assert allowed.split(b" ", 2)[1] == b"200", allowed

@@ -1,0 +1,117 @@
+"""Bytes no well-behaved client sends, on the wire (SPEC §9 Bad input): header values and
+bodies that are not UTF-8, percent-escapes of invalid UTF-8, unknown charsets, broken
+multipart. Each gets its 4xx or its normal answer, never a 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+from activation.runtime import Resources
+from tests.integration.helpers import raw_exchange
+
+AUTH = b"Authorization: Bearer TOKEN"  # replaced by the bootstrap token
+FORM = b"Content-Type: application/x-www-form-urlencoded"
+
+
+def request(method: bytes, target: bytes, *headers: bytes, body: bytes = b"") -> bytes:
+    lines = [b"%s %s HTTP/1.1" % (method, target), b"Host: x", b"Connection: close", *headers]
+    if body:
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+# (what, the admin port (else the public one), the request, the status it must get)
+CASES = [
+    (
+        "token not UTF-8",
+        True,
+        request(b"GET", b"/admin/v1/audit", b"Authorization: Bearer \xff\xfe"),
+        401,
+    ),
+    ("scheme not UTF-8", True, request(b"GET", b"/admin/v1/audit", b"Authorization: \xff"), 401),
+    (
+        "session cookie not UTF-8",
+        True,
+        request(b"GET", b"/console/", b"Cookie: console_session=\xff\xfe"),
+        303,
+    ),
+    ("cookie name not UTF-8", True, request(b"GET", b"/console/", b"Cookie: \xff=\xff"), 303),
+    ("key escape not UTF-8", True, request(b"GET", b"/admin/v1/licenses/%FF", AUTH), 404),
+    ("id escape not UTF-8", True, request(b"GET", b"/admin/v1/customers/%FF", AUTH), 404),
+    ("query escape not UTF-8", True, request(b"GET", b"/admin/v1/cases?q=%FF", AUTH), 200),
+    ("audit target not UTF-8", True, request(b"GET", b"/admin/v1/audit?target=%FF", AUTH), 200),
+    ("raw query byte", True, request(b"GET", b"/admin/v1/cases?q=\xff", AUTH), 400),
+    ("product not UTF-8", True, request(b"GET", b"/admin/v1/releases?product=%FF", AUTH), 200),
+    (
+        "JSON body not UTF-8",
+        True,
+        request(
+            b"POST",
+            b"/admin/v1/customers",
+            AUTH,
+            b"Content-Type: application/json",
+            body=b'"\xff"}',
+        ),
+        400,
+    ),
+    ("login form escape", True, request(b"POST", b"/console/login", FORM, body=b"token=%FF"), 403),
+    (
+        "form escape not UTF-8",
+        True,
+        request(b"POST", b"/console/logout", FORM, body=b"csrf=%FF"),
+        403,
+    ),
+    (
+        "form bytes not UTF-8",
+        True,
+        request(b"POST", b"/console/logout", FORM, body=b"csrf=\xff\xfe"),
+        400,
+    ),
+    (
+        "unknown form charset",
+        True,
+        request(b"POST", b"/console/logout", FORM + b"; charset=latin-9000", body=b"csrf=x"),
+        400,
+    ),
+    (
+        "broken multipart",
+        True,
+        request(
+            b"POST",
+            b"/console/logout",
+            b"Content-Type: multipart/form-data; boundary=zz",
+            body=b"--zz\r\nxx\r\n",
+        ),
+        415,
+    ),
+    ("path byte not UTF-8", False, request(b"GET", b"/v1/\xff"), 400),
+    ("path escape not UTF-8", False, request(b"GET", b"/v1/%FF"), 404),
+    (
+        "charset not UTF-8",
+        False,
+        request(
+            b"POST", b"/v1/activations", b"Content-Type: application/json; charset=\xff", body=b"{}"
+        ),
+        400,
+    ),
+    (
+        "JSON string not UTF-8",
+        False,
+        request(b"POST", b"/v1/activations", b"Content-Type: application/json", body=b'"\xff"'),
+        400,
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "admin", "raw", "status"), CASES, ids=[c[0] for c in CASES])
+async def test_bytes_no_client_should_send_get_a_4xx(
+    resources: Resources,
+    admin_headers: dict[str, str],
+    what: str,
+    admin: bool,
+    raw: bytes,
+    status: int,
+) -> None:
+    token = admin_headers["Authorization"].removeprefix("Bearer ").encode()
+    answer = await raw_exchange(resources, raw.replace(b"TOKEN", token), admin=admin)
+    assert int(answer.split(b" ", 2)[1]) == status, answer[:400]
