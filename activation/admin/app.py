@@ -22,6 +22,7 @@ from activation.admin import (
     tokens,
 )
 from activation.admin.state import RESOURCES
+from activation.api.expect import add_routes
 from activation.api.openapi import openapi_handler
 from activation.api.problems import answer_problems
 from activation.runtime import Resources
@@ -43,11 +44,16 @@ def create_admin_app(resources: Resources) -> web.Application:
     for module in (
         customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes, cases,
     ):  # fmt: skip
-        app.router.add_routes(module.routes)
-    app.router.add_get("/openapi.json", openapi_handler)
+        add_routes(app.router, module.routes)
+    add_routes(
+        app.router,
+        [
+            web.get("/openapi.json", openapi_handler),
+            web.get("/console", _to_console),
+            web.get("/", _to_console),
+        ],
+    )
     app.add_subapp("/console/", create_console_app(resources))  # the fraud team's HTML console
-    app.router.add_get("/console", _to_console)
-    app.router.add_get("/", _to_console)
     return app
 
 

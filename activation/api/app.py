@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import orjson
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
+from activation.api.expect import expect_continue
 from activation.api.nonces import NonceSource
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import parse_activation, parse_deactivation, read_json_object
@@ -217,16 +218,10 @@ class PublicApi:
 
 
 def _after_continue(handler: Handler) -> Handler:
-    """Answer `Expect: 100-continue` before the body is read (417 for any other expectation),
-    as aiohttp's default expect handler does."""
+    """`handler` behind the `Expect` handling every app's routes get (api/expect.py)."""
 
     async def answer(request: web.BaseRequest) -> web.StreamResponse:
-        expect = request.headers.get("Expect", "")
-        if request.version == HttpVersion11:
-            if expect.lower() != "100-continue":
-                raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0  # the 100 is not part of the answer's size
+        await expect_continue(request)
         return await handler(request)
 
     return answer

@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from activation.admin.cases import LADDER, ladder_for
 from activation.admin.state import RESOURCES, resources_of
+from activation.api.expect import add_routes, expect_continue
 from activation.api.problems import ProblemError
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
@@ -68,6 +69,6 @@ def create_console_app(resources: Resources) -> web.Application:
     app[RESOURCES] = resources
     app[LADDER] = ladder_for(resources.settings)
     for module in (pages, forms, tokens):
-        app.router.add_routes(module.routes)
-    app.router.add_static("/static/", STATIC, append_version=False)
+        add_routes(app.router, module.routes)
+    app.router.add_static("/static/", STATIC, append_version=False, expect_handler=expect_continue)
     return app

@@ -85,6 +85,13 @@ CASES = [
         415,
     ),
     ("path byte not UTF-8", False, request(b"GET", b"/v1/\xff"), 400),
+    ("expectation not UTF-8", False, request(b"POST", b"/v1/activations", b"Expect: \xff"), 417),
+    (
+        "admin expectation",
+        True,
+        request(b"POST", b"/admin/v1/customers", AUTH, b"Expect: \xff"),
+        417,
+    ),
     ("path escape not UTF-8", False, request(b"GET", b"/v1/%FF"), 404),
     (
         "charset not UTF-8",
@@ -115,3 +122,20 @@ async def test_bytes_no_client_should_send_get_a_4xx(
     token = admin_headers["Authorization"].removeprefix("Bearer ").encode()
     answer = await raw_exchange(resources, raw.replace(b"TOKEN", token), admin=admin)
     assert int(answer.split(b" ", 2)[1]) == status, answer[:400]
+
+
+async def test_admin_routes_still_answer_100_continue(
+    resources: Resources, admin_headers: dict[str, str]
+) -> None:
+    """Every admin route has the project's expect handler (api/expect.py): 100, then the answer."""
+    body = b'{"name": "Initech", "email": "it@initech.example"}'
+    raw = request(
+        b"POST",
+        b"/admin/v1/customers",
+        b"Authorization: " + admin_headers["Authorization"].encode(),
+        b"Content-Type: application/json",
+        b"Expect: 100-continue",
+        body=body,
+    )
+    answer = await raw_exchange(resources, raw, admin=True)
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n"), answer
