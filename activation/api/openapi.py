@@ -46,6 +46,10 @@ TYPES: dict[str, Schema] = {
     "any": {},
 }
 
+# One bare address (activation/admin/customers.py, is_mail_address): no whitespace, no display
+# name, no list, no quoting.
+MAIL_ADDRESS_PATTERN = r'^[^\s@<>,;:"()\[\]\\]+@[^\s@<>,;:"()\[\]\\]+$'
+
 
 def _enum(values: type[StrEnum] | list[str]) -> Schema:
     return {"type": "string", "enum": [str(value) for value in values]}
@@ -315,7 +319,7 @@ def _admin_paths() -> dict[str, Schema]:
     return {
         f"{v1}/customers": {"post": _op(
             "create a customer", {201: _ok("Customer")}, 400,
-            body=_request({"name": _text(500), "email": _text(254, pattern="^.+@.+$")},
+            body=_request({"name": _text(500), "email": _text(254, pattern=MAIL_ADDRESS_PATTERN)},
                           {"phone": _nullable({"type": "string", "maxLength": 50})}),
         )},
         f"{v1}/customers/{{id}}": {"get": _op(

@@ -68,7 +68,10 @@ class SmtpSender:
             raise PermanentFailure(f"template {notification.template!r}: {exc}") from exc
         message = EmailMessage()
         message["From"] = self._mail_from
-        message["To"] = notification.recipient
+        try:
+            message["To"] = notification.recipient
+        except ValueError as exc:  # a line break in the address: no retry will fix it
+            raise PermanentFailure(f"recipient {notification.recipient[:80]!r}: {exc}") from exc
         message["Subject"] = rendered.subject
         message["Message-ID"] = message_id(notification.dedupe_key)
         message["Date"] = format_datetime(notification.created_at)

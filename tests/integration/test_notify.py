@@ -307,6 +307,23 @@ async def test_a_bad_template_fails_loudly_and_goes_dead_at_once(
     assert smtp.mailbox.messages == []
 
 
+async def test_a_recipient_with_a_line_break_goes_dead_at_once(
+    resources: Resources, smtp: Smtp
+) -> None:
+    """The admin API refuses such addresses; one stored before that must not be retried."""
+    pool = resources.pool
+    recipient = "owner@example.com\r\nBcc: someone@else.example"
+    await _enqueue(pool, "case:6:grace:email", Channel.EMAIL, recipient=recipient)
+
+    report = await send_due(pool, _senders(smtp.url), NOW)
+
+    assert report.dead[Channel.EMAIL] == 1
+    row = await _row(pool, "case:6:grace:email")
+    assert (row["status"], row["attempts"]) == ("dead", 1)
+    assert "PermanentFailure" in row["last_error"]
+    assert smtp.mailbox.messages == []
+
+
 def test_every_template_renders_its_documented_fields() -> None:
     assert set(SAMPLES) == TEMPLATES
     for name, payload in SAMPLES.items():
