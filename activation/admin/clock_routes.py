@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 
 from activation.admin import parsing as p
@@ -40,4 +42,11 @@ async def move_clock(request: web.Request) -> web.Response:
         raise bad_field("advance_seconds", "give advance_seconds (a number) or now (ISO-8601)")
     if not abs(seconds) <= MAX_ADVANCE_SECONDS:
         raise bad_field("advance_seconds", "must be within 100 years")
+    # Steps add up: keep the clock where `now` may be set, or every date computed from it
+    # (coverage ends, grace periods) would in the end overflow into 500s.
+    target = await clock.now() + timedelta(seconds=seconds)
+    if not p.FIRST_YEAR <= target.year <= p.LAST_YEAR:
+        raise bad_field(
+            "advance_seconds", f"would move the clock out of {p.FIRST_YEAR}–{p.LAST_YEAR}"
+        )
     return render({"now": await clock.advance(seconds)})

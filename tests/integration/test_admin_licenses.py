@@ -306,6 +306,24 @@ async def test_test_clock(admin_client: Client, admin_headers: Headers) -> None:
     assert bad.status == 400
 
 
+async def test_test_clock_stays_within_the_years_now_may_be_set_to(
+    admin_client: Client, admin_headers: Headers
+) -> None:
+    """Steps of advance_seconds add up: they may not carry the clock past LAST_YEAR (2999),
+    where date arithmetic would end in 500s."""
+    url = "/admin/v1/test-clock"
+    end = {"now": "2999-06-01T00:00:00Z"}
+    assert (await admin_client.post(url, json=end, headers=admin_headers)).status == 200
+    year = {"advance_seconds": 365 * 86_400}
+    refused = await admin_client.post(url, json=year, headers=admin_headers)
+    assert refused.status == 400 and (await refused.json())["field"] == "advance_seconds"
+    back = {"advance_seconds": -86_400}
+    moved = await admin_client.post(url, json=back, headers=admin_headers)
+    assert (await moved.json())["now"].startswith("2999-05-31")
+    late = {"now": "3000-01-01T00:00:00Z"}
+    assert (await admin_client.post(url, json=late, headers=admin_headers)).status == 400
+
+
 async def test_hostile_input_is_4xx(
     admin_client: Client, admin_headers: Headers, resources: Resources
 ) -> None:
