@@ -80,9 +80,12 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
     redis_errors.RedisClusterException,
 )
 # Redis paths raise StoreUnavailable, so a bare OSError here comes from PostgreSQL's driver.
+# OperatorInterventionError (SQLSTATE class 57): the server is shutting down or restarting
+# (AdminShutdown, CrashShutdown, CannotConnectNow) or cancelled the query (QueryCanceled,
+# statement timeouts under overload) — an outage for the request in flight, not a bug.
 POSTGRES_FAILURES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
     OSError,

@@ -7,11 +7,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from redis import exceptions as redis_errors
 
+from activation.admin.state import RESOURCES
+from activation.api.problems import RETRY_AFTER_SECONDS
 from activation.runtime import Resources
+from activation.store.redis_store import StoreUnavailable
 from fraud.console import create_console_app
+from fraud.console.app import console_middleware
 from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics
@@ -325,3 +332,30 @@ async def test_no_console_input_yields_a_server_error(
         if response.status >= 500:
             failures.append(("/console/login", "token", value[:20], response.status))
     assert failures == [], "\n".join(map(repr, failures))
+
+
+@pytest.mark.parametrize(
+    ("failure", "named"),
+    [
+        (StoreUnavailable("gone"), "Redis"),
+        (redis_errors.ConnectionError("refused"), "Redis"),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), "PostgreSQL"),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), "PostgreSQL"),
+    ],
+)
+async def test_an_outage_is_a_503_page_with_retry_after(
+    resources: Resources, aiohttp_client: Any, failure: Exception, named: str
+) -> None:
+    """The console answers a dependency outage as the JSON APIs do (503, Retry-After)."""
+
+    async def failing(request: web.Request) -> web.Response:
+        raise failure
+
+    app = web.Application(middlewares=[console_middleware])
+    app[RESOURCES] = resources
+    app.router.add_get("/", failing)
+    client: Client = await aiohttp_client(app)
+    response = await client.get("/")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == RETRY_AFTER_SECONDS
+    assert f"{named} is unreachable" in await response.text()
