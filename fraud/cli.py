@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from activation.api.expect import add_routes
 from activation.api.wire import ProblemAppRunner
 from activation.config import Settings, SettingsError
 from activation.logs import configure_logging
@@ -138,8 +139,7 @@ WORKER = web.AppKey("worker", Worker)
 def health_app(worker: Worker) -> web.Application:
     app = web.Application()
     app[WORKER] = worker
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/metrics", _metrics)
+    add_routes(app.router, [web.get("/healthz", _healthz), web.get("/metrics", _metrics)])
     return app
 
 

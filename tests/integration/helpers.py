@@ -127,12 +127,16 @@ async def pending_total(resources: Resources) -> int:
     return total
 
 
-async def raw_exchange(resources: Resources, raw: bytes, *, admin: bool = False) -> bytes:
+async def raw_exchange(
+    resources: Resources, raw: bytes, *, admin: bool = False, app: web.Application | None = None
+) -> bytes:
     """`raw` sent to the public API's own server (`PublicApi.server()`), or to the admin app
-    served as `activation-server` serves it (`ProblemAppRunner`), everything it answers until
-    it closes the connection."""
+    (or `app`) served as `activation-server` and `fraud-worker` serve theirs
+    (`ProblemAppRunner`), everything it answers until it closes the connection."""
     runner: web.BaseRunner
-    if admin:
+    if app is not None:
+        runner = ProblemAppRunner(app, access_log=None)
+    elif admin:
         runner = ProblemAppRunner(create_admin_app(resources), access_log=None)
     else:
         runner = web.ServerRunner(PublicApi(resources).server())

@@ -7,6 +7,10 @@ from __future__ import annotations
 import pytest
 
 from activation.runtime import Resources
+from fraud.cli import health_app
+from fraud.escalation import DEFAULT_LADDER
+from fraud.worker import Worker
+from metrics import WorkerMetrics
 from tests.integration.helpers import raw_exchange
 
 AUTH = b"Authorization: Bearer TOKEN"  # replaced by the bootstrap token
@@ -139,3 +143,24 @@ async def test_admin_routes_still_answer_100_continue(
     )
     answer = await raw_exchange(resources, raw, admin=True)
     assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n"), answer
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (request(b"GET", b"/healthz"), 200),
+        (request(b"GET", b"/metrics"), 200),
+        (request(b"GET", b"/healthz", b"Expect: \xff"), 417),
+        (request(b"BREW", b"/healthz"), 400),
+        (request(b"GET", b"/%FF"), 404),
+        (request(b"POST", b"/healthz"), 405),
+    ],
+    ids=["health", "metrics", "expectation not UTF-8", "unknown method", "escape", "method"],
+)
+async def test_the_worker_health_port_answers_every_request_without_a_5xx(
+    resources: Resources, raw: bytes, status: int
+) -> None:
+    worker = Worker(resources, DEFAULT_LADDER, {}, WorkerMetrics())
+    await worker.run_once()  # a pass just now: healthy
+    answer = await raw_exchange(resources, raw, app=health_app(worker))
+    assert int(answer.split(b" ", 2)[1]) == status, answer[:400]
