@@ -186,6 +186,9 @@ def test_verify_accepts_plain_secrets_any_listed_signature_and_rejects_stale_tim
     assert verify("plain secret", headers, body, now=0, tolerance=None)
     assert not verify("other secret", headers, body, now=1_800_000_000)
     assert not verify("plain secret", {}, body)
+    forged = headers | {"Webhook-Signature": "v1,é", "Webhook-Timestamp": "1800000000"}
+    assert not verify("plain secret", forged, body, now=1_800_000_000)  # no TypeError
+    assert not verify("plain secret", headers | {"Webhook-Timestamp": "²"}, body)
 
 
 async def test_failing_webhook_retries_with_backoff_while_email_still_goes_out(
