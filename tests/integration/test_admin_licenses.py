@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from activation.admin import imports
 from activation.runtime import Resources
 from tests.integration.helpers import create_customer, create_license
 
@@ -353,3 +357,41 @@ async def test_hostile_input_is_4xx(
     )
     assert csv_nul.status in (200, 400)
     assert await license_count(resources) == 0
+
+
+async def test_an_import_is_at_most_max_rows(
+    admin_client: Client, admin_headers: Headers, resources: Resources
+) -> None:
+    csv_text = "key,product\n" + "x,y\n" * (imports.MAX_ROWS + 1)
+    response = await admin_client.post(
+        "/admin/v1/licenses/import",
+        data=csv_text.encode(),
+        headers=admin_headers | {"Content-Type": "text/csv"},
+    )
+    assert response.status == 400, await response.text()
+    assert "at most 100,000 rows" in (await response.json())["detail"]
+    assert await resources.pool.fetchval("SELECT count(*) FROM licenses") == 0
+
+
+async def test_an_import_hands_the_event_loop_back_between_rows(resources: Resources) -> None:
+    """The public API shares the admin app's event loop: rows that fail validation (which never
+    await the database) must not keep it for the whole import."""
+    rows: list[Mapping[str, Any]] = [{"product": "x"}] * (20 * imports.YIELD_EVERY)
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)  # the counter is running
+    turns = 0
+    async with resources.pool.acquire() as conn, conn.transaction():
+        imported, failed = await imports.import_all(
+            conn, rows, csv_input=False, who="test", at=datetime.now(UTC)
+        )
+    counter.cancel()
+    assert (len(imported), len(failed)) == (0, len(rows))
+    assert turns >= 19  # the loop came back at least once every YIELD_EVERY rows
