@@ -331,10 +331,12 @@ def _admin_paths() -> dict[str, Schema]:
             400, 409, 422, body="LicenseInput",
         )},
         f"{v1}/licenses/import": {"post": _op(
-            "bulk import ({licenses: [...]} or text/csv); failed rows are reported, not fatal",
+            "bulk import ({licenses: [...]} or text/csv, at most 100,000 rows); failed rows are"
+            " reported, not fatal",
             {200: _ok(_answer("imported:int", failed={"type": "array", "items": _answer(
                 "row:int key:any detail:str")}))},
-            400, body=_request({"licenses": {"type": "array", "items": _ref("LicenseInput")}}),
+            400, body=_request({"licenses": {"type": "array", "items": _ref("LicenseInput"),
+                                              "maxItems": 100_000}}),
         )},
         key: {"get": _op("a license with its servers and M&S", LICENSE, 404, params=KEY)},
         f"{key}/disable": {"post": _op(
