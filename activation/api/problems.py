@@ -127,23 +127,25 @@ def problem_answer(
             raise error
         allow = error.headers.get("Allow")
         return problem(error.status, error.reason, headers={"Allow": allow} if allow else None)
-    if isinstance(error, REDIS_FAILURES):
-        return _outage(request, on_outage, "redis", "Redis")
-    if isinstance(error, POSTGRES_FAILURES):
-        return _outage(request, on_outage, "postgresql", "PostgreSQL")
-    log.error("%s %s failed", request.method, request.path, exc_info=error)
-    return problem(500, "internal error; the failure was logged")
-
-
-def _outage(
-    request: AnyRequest,
-    on_outage: Callable[[AnyRequest, str], None] | None,
-    label: str,
-    name: str,
-) -> web.Response:
+    dependency = unreachable_dependency(error)
+    if dependency is None:
+        log.error("%s %s failed", request.method, request.path, exc_info=error)
+        return problem(500, "internal error; the failure was logged")
+    label, name = dependency
     if on_outage is not None:
         on_outage(request, label)
     return problem(
         503, f"{name} is unreachable; try again shortly",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )  # fmt: skip
+
+
+def unreachable_dependency(error: BaseException) -> tuple[str, str] | None:
+    """("redis", "Redis") or ("postgresql", "PostgreSQL") when `error` means that dependency
+    is unreachable (metric label, name to show), None for any other error. The one
+    classification behind the JSON APIs' 503s and the console's."""
+    if isinstance(error, REDIS_FAILURES):
+        return "redis", "Redis"
+    if isinstance(error, POSTGRES_FAILURES):
+        return "postgresql", "PostgreSQL"
+    return None

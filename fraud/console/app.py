@@ -18,12 +18,7 @@ from aiohttp.typedefs import Handler
 from activation.admin.cases import LADDER, ladder_for
 from activation.admin.state import RESOURCES, resources_of
 from activation.api.expect import add_routes, expect_continue
-from activation.api.problems import (
-    POSTGRES_FAILURES,
-    REDIS_FAILURES,
-    RETRY_AFTER_SECONDS,
-    ProblemError,
-)
+from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, unreachable_dependency
 from activation.runtime import Resources
 from fraud.console import forms, pages, sessions, tokens
 from fraud.console.render import SECURITY_HEADERS, SESSION, render
@@ -44,15 +39,15 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = _error(request, error.status, error.reason)
     except ProblemError as error:
         response = _error(request, error.status, error.detail)
-    except REDIS_FAILURES:
-        response = _error(request, 503, "Redis is unreachable; try again in a moment.")
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    except POSTGRES_FAILURES:
-        response = _error(request, 503, "PostgreSQL is unreachable; try again in a moment.")
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    except Exception:
-        log.exception("console request %s %s failed", request.method, request.path)
-        response = _error(request, 500, "Something went wrong; the failure was logged.")
+    except Exception as error:
+        dependency = unreachable_dependency(error)
+        if dependency is None:
+            log.exception("console request %s %s failed", request.method, request.path)
+            response = _error(request, 500, "Something went wrong; the failure was logged.")
+        else:
+            message = f"{dependency[1]} is unreachable; try again in a moment."
+            response = _error(request, 503, message)
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     response.headers.update(SECURITY_HEADERS)
     return response
 
