@@ -85,10 +85,11 @@ async def test_no_admin_input_yields_a_server_error(
 
     async def send(method: str, template: str, path: dict[str, str], **request: Any) -> None:
         url = re.sub(r"\{(\w+)\}", lambda m: quote(path[m[1]], safe=""), template)
-        response = await admin_client.request(method, url, headers=admin_headers, **request)
+        request.setdefault("headers", admin_headers)
+        response = await admin_client.request(method, url, **request)
         statuses[response.status] += 1
         if response.status >= 500:
-            what = request.get("params") or request.get("json")
+            what = request.get("params") or request.get("json") or request.get("data")
             failures.append((method, template, str(path)[:60], str(what)[:60], response.status))
 
     for template, operations in openapi_document()["paths"].items():
@@ -133,12 +134,8 @@ async def test_no_admin_input_yields_a_server_error(
                 ([*header[:column], cell, *header[column + 1 :]], row),
             ):
                 text = ",".join(names) + "\n" + ",".join(cells) + "\n"
-                response = await admin_client.post(
-                    "/admin/v1/licenses/import", data=text.encode(), headers=csv_headers
-                )
-                statuses[response.status] += 1
-                if response.status >= 500:
-                    failures.append(("post", "import csv", header[column], value[:20], 500))
+                template = "/admin/v1/licenses/import"
+                await send("post", template, {}, data=text.encode(), headers=csv_headers)
     assert failures == [], "\n".join(map(repr, failures))
     # Every route was reached, and the values were refused by the handlers, not only accepted.
     assert sum(statuses.values()) > 2000 and statuses[400] > 1000, statuses
