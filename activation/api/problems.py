@@ -12,6 +12,7 @@ from aiohttp import web
 from redis import exceptions as redis_errors
 
 from activation.store.redis_store import StoreUnavailable
+from activation.store.refusals import is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def unreachable_dependency(error: BaseException) -> tuple[str, str] | None:
     """("redis", "Redis") or ("postgresql", "PostgreSQL") when `error` means that dependency
     is unreachable (metric label, name to show), None for any other error. The one
     classification behind the JSON APIs' 503s and the console's."""
-    if isinstance(error, REDIS_FAILURES):
+    if isinstance(error, REDIS_FAILURES) or is_refusal(error):
         return "redis", "Redis"
     if isinstance(error, POSTGRES_FAILURES):
         return "postgresql", "PostgreSQL"

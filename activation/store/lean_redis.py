@@ -13,6 +13,8 @@ Hardened for production use:
   are waiting (a stuck Redis looks like an outage: 503, not a pile-up);
 - at most `max_in_flight` requests wait at once; beyond that callers fail fast;
 - `NOSCRIPT` (Redis restarted or flushed its script cache) reloads the script once and retries;
+- an error reply by which Redis refuses to serve for now (OOM, BUSY, LOADING, READONLY, …:
+  store/refusals.py) raises `LeanRefusedError`, a connection error like a lost socket (503);
 - `AUTH`, `SELECT` and TLS (`rediss://`) come from the URL, like redis-py.
 """
 
@@ -29,9 +31,24 @@ from typing import Any, cast
 import hiredis
 from redis.connection import parse_url
 
+from activation.store.refusals import is_refusal_message
+
 
 class LeanConnectionError(ConnectionError):
     pass
+
+
+class LeanRefusedError(LeanConnectionError):
+    """Redis answered, but refuses to serve for now (store/refusals.py)."""
+
+
+def _checked(reply: Any) -> Any:
+    """`reply`, unless it is an error reply: raised, as LeanRefusedError when it is a refusal."""
+    if isinstance(reply, hiredis.ReplyError):
+        if is_refusal_message(str(reply)):
+            raise LeanRefusedError(f"Redis refused: {reply}")
+        raise reply
+    return reply
 
 
 class _Protocol(asyncio.Protocol):
@@ -117,11 +134,9 @@ class LeanScriptClient:
         reply = await protocol.send(hiredis.pack_command(command))
         if isinstance(reply, hiredis.ReplyError):
             if not str(reply).startswith("NOSCRIPT"):
-                raise reply
+                raise _checked(reply)
             await self._load_script(protocol)
-            reply = await protocol.send(hiredis.pack_command(command))
-            if isinstance(reply, hiredis.ReplyError):
-                raise reply
+            reply = _checked(await protocol.send(hiredis.pack_command(command)))
         return reply
 
     async def _connect(self) -> _Protocol:
@@ -168,9 +183,8 @@ class LeanScriptClient:
             raise LeanConnectionError(f"Redis refused {command[0]}: {reply}")
 
     async def _load_script(self, protocol: _Protocol) -> None:
-        reply = await protocol.send(hiredis.pack_command(("SCRIPT", "LOAD", self._script)))  # type: ignore[arg-type]
-        if isinstance(reply, hiredis.ReplyError):
-            raise reply
+        command = ("SCRIPT", "LOAD", self._script)
+        reply = _checked(await protocol.send(hiredis.pack_command(command)))  # type: ignore[arg-type]
         self._sha = reply.decode()
 
     async def _watch(self) -> None:

