@@ -85,6 +85,8 @@ def own_redis(tmp_path: Path) -> Iterator[str]:
 @dataclasses.dataclass
 class Refusable:
     public: TestClient[Any, Any]
+    admin: TestClient[Any, Any]
+    headers: dict[str, str]
     admin_redis: aioredis.Redis
     key: str
     dependency_errors: Any
@@ -109,7 +111,12 @@ async def refusable(
             answer = await public.post("/v1/activations", json=activation_body(created["key"]))
             assert answer.status == 200 and (await answer.json())["code"] == "VALID"
             yield Refusable(
-                public, admin_redis, created["key"], resources.metrics.dependency_errors
+                public,
+                admin,
+                headers,
+                admin_redis,
+                created["key"],
+                resources.metrics.dependency_errors,
             )
     finally:
         await admin_redis.aclose()
@@ -178,3 +185,21 @@ async def test_read_only_replica_is_503(refusable: Refusable, tmp_path: Path) ->
             await _assert_outage_answer(refusable, "server-on-replica")
         finally:
             await refusable.admin_redis.replicaof("NO", "ONE")
+
+
+async def test_admin_write_whose_redis_half_is_refused_is_503(refusable: Refusable) -> None:
+    """PostgreSQL commits first; the write-through to Redis is refused: the admin is told to
+    retry (503), and the worker's cache sync re-writes the license later (README)."""
+    await refusable.admin_redis.config_set("maxmemory-policy", "noeviction")
+    await refusable.admin_redis.config_set("maxmemory", "1")
+    try:
+        response = await refusable.admin.post(
+            f"/admin/v1/licenses/{refusable.key}/disable",
+            json={"reason": "refund"},
+            headers=refusable.headers,
+        )
+        text = await response.text()
+        assert response.status == 503, text
+        assert response.headers["Retry-After"]
+    finally:
+        await refusable.admin_redis.config_set("maxmemory", "0")
