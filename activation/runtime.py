@@ -18,8 +18,14 @@ from activation.api.signing import Signer, load_signer
 from activation.clock import Clock, RedisTestClock, SystemClock
 from activation.config import Settings
 from activation.store.keys import KeyLayout
+from activation.store.lean_cluster import LeanClusterScriptClient
 from activation.store.lean_redis import LeanScriptClient
-from activation.store.redis_store import ACTIVATE_SCRIPT, ActivationStore, Limits
+from activation.store.redis_store import (
+    ACTIVATE_SCRIPT,
+    ActivationStore,
+    HotScriptClient,
+    Limits,
+)
 from activation.store.registry import LicenseRegistry, ReleaseCatalog
 from metrics import ApiMetrics
 
@@ -41,8 +47,8 @@ class Resources:
 def connect_redis(url: str) -> Redis:
     """`redis+cluster://host:port` selects Redis Cluster; anything else is a plain URL.
 
-    On a cluster redis-py runs everything, the activation script included (the lean client
-    speaks to one node only); `max_connections` is per node there, and a node whose pool is
+    On a cluster the activation script runs over lean connections too (lean_cluster.py), and
+    redis-py serves everything else; `max_connections` is per node there, and a node whose pool is
     exhausted fails the command at once (MaxConnectionsError, a 503) instead of waiting, so it
     gets the single-node pool size and not redis-py's default of 100."""
     if url.startswith("redis+cluster://"):
@@ -71,7 +77,7 @@ async def open_resources(
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (activation-dev sets them)")
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
     redis = connect_redis(settings.redis_url)
-    hot_client: LeanScriptClient | None = None
+    hot_client: HotScriptClient | None = None
     try:
         layout = KeyLayout(settings.redis_prefix, settings.stream_shards, settings.redis_cluster)
         registry = LicenseRegistry(pool)
@@ -82,7 +88,9 @@ async def open_resources(
             active_window_seconds=settings.active_window_days * 86_400,
             negative_ttl_seconds=settings.negative_cache_seconds,
         )
-        if settings.hot_redis_client == "lean" and not settings.redis_cluster:
+        if settings.hot_redis_client == "lean" and settings.redis_cluster:
+            hot_client = LeanClusterScriptClient(settings.redis_url, ACTIVATE_SCRIPT)
+        elif settings.hot_redis_client == "lean":
             hot_client = LeanScriptClient(settings.redis_url, ACTIVATE_SCRIPT)
         metrics = metrics or ApiMetrics()
         store = ActivationStore(

@@ -31,7 +31,7 @@ from typing import Any, cast
 import hiredis
 from redis.connection import parse_url
 
-from activation.store.refusals import is_refusal_message
+from activation.store.refusals import refusal_code
 
 
 class LeanConnectionError(ConnectionError):
@@ -39,16 +39,25 @@ class LeanConnectionError(ConnectionError):
 
 
 class LeanRefusedError(LeanConnectionError):
-    """Redis answered, but refuses to serve for now (store/refusals.py)."""
+    """Redis answered, but refuses to serve for now (`code`: OOM, TRYAGAIN, ...;
+    store/refusals.py)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"Redis refused: {message}")
+        self.code = code
 
 
 def _checked(reply: Any) -> Any:
     """`reply`, unless it is an error reply: raised, as LeanRefusedError when it is a refusal."""
     if isinstance(reply, hiredis.ReplyError):
-        if is_refusal_message(str(reply)):
-            raise LeanRefusedError(f"Redis refused: {reply}")
+        code = refusal_code(str(reply))
+        if code is not None:
+            raise LeanRefusedError(code, str(reply))
         raise reply
     return reply
+
+
+_ASKING = hiredis.pack_command(("ASKING",))
 
 
 class _Protocol(asyncio.Protocol):
@@ -138,6 +147,41 @@ class LeanScriptClient:
             await self._load_script(protocol)
             reply = _checked(await protocol.send(hiredis.pack_command(command)))
         return reply
+
+    async def evalsha_asking(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA preceded by ASKING on the same connection (a cluster slot being imported
+        here, after an ASK redirect). Rare: no fast path."""
+        protocol = await self._connected()
+        command = hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))
+        reply = await self._asking(protocol, command)
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            await self._load_script(protocol)
+            reply = await self._asking(protocol, command)
+        return _checked(reply)
+
+    @staticmethod
+    async def _asking(protocol: _Protocol, command: bytes) -> Any:
+        asked = protocol.send(_ASKING)  # both leave in one write, in this order
+        try:
+            reply = await protocol.send(command)
+        finally:
+            if asked.done() and not asked.cancelled():
+                asked.exception()  # retrieved, so a lost connection is not logged twice
+        _checked(asked.result())
+        return reply
+
+    async def call(self, *command: Any) -> Any:
+        """Any other command on this connection (the cluster client's CLUSTER SLOTS)."""
+        protocol = await self._connected()
+        return _checked(await protocol.send(hiredis.pack_command(command)))
+
+    async def _connected(self) -> _Protocol:
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connect()
+        if len(protocol.waiters) >= self._max_in_flight:
+            raise LeanConnectionError("too many Redis requests in flight")
+        return protocol
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None:

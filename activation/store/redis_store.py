@@ -6,7 +6,7 @@ with Retry-After (SPEC §5); nothing is acknowledged that was not written to the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -18,12 +18,20 @@ from redis.asyncio.cluster import RedisCluster
 
 from activation.licensing.model import CaseStage, InstallationState, License
 from activation.store.keys import KeyLayout
-from activation.store.lean_redis import LeanScriptClient
 from activation.store.refusals import is_refusal
 
 LicenseLoader = Callable[[str], Awaitable[License | None]]
 
 ACTIVATE_SCRIPT = (resources.files("activation.store") / "activate.lua").read_text()
+
+
+class HotScriptClient(Protocol):
+    """What runs the activation script on the hot path: LeanScriptClient (one node) or
+    LeanClusterScriptClient (Redis Cluster)."""
+
+    async def evalsha(self, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Incrementable(Protocol):
@@ -122,11 +130,12 @@ class ActivationStore:
         layout: KeyLayout,
         limits: Limits,
         loader: LicenseLoader,
-        hot_client: LeanScriptClient | None = None,
+        hot_client: HotScriptClient | None = None,
         cache_counters: CacheCounters | None = None,
     ) -> None:
-        """`hot_client` runs the activation script when given (see lean_redis.py); redis-py
-        runs it otherwise (Redis Cluster) and serves every other command."""
+        """`hot_client` runs the activation script when given (lean_redis.py, lean_cluster.py);
+        redis-py runs it otherwise (REDIS_HOT_CLIENT=redis-py) and serves every other
+        command."""
         self._redis = redis
         self._layout = layout
         self._limits = limits
@@ -134,6 +143,10 @@ class ActivationStore:
         self._script = redis.register_script(ACTIVATE_SCRIPT)
         self._hot = hot_client
         self._cache_counters = cache_counters
+
+    @property
+    def hot_client(self) -> HotScriptClient | None:
+        return self._hot
 
     # Both hand back the script call's coroutine itself rather than awaiting it in one more
     # frame: the hot path resumes one coroutine fewer when Redis answers.

@@ -21,7 +21,7 @@ import re
 from redis import exceptions as redis_errors
 
 _REFUSAL = re.compile(
-    r"(?:^|: -)(?:LOADING|BUSY|OOM|READONLY|MISCONF|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|NOREPLICAS)\b"
+    r"(?:^|: -)(LOADING|BUSY|OOM|READONLY|MISCONF|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|NOREPLICAS)\b"
 )
 
 # redis-py strips the code from these and says it with the class instead.
@@ -34,9 +34,15 @@ _REDIS_PY_REFUSALS: tuple[type[BaseException], ...] = (
 )
 
 
+def refusal_code(message: str) -> str | None:
+    """The refusal's code ("OOM", "TRYAGAIN", ...) when an error reply's text is one of the
+    refusals above, else None."""
+    found = _REFUSAL.search(message)
+    return None if found is None else found.group(1)
+
+
 def is_refusal_message(message: str) -> bool:
-    """True when an error reply's text is one of the refusals above."""
-    return _REFUSAL.search(message) is not None
+    return refusal_code(message) is not None
 
 
 def is_refusal(error: BaseException) -> bool:

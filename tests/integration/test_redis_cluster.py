@@ -33,6 +33,7 @@ from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
+from activation.store.lean_cluster import LeanClusterScriptClient
 from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics
@@ -181,6 +182,13 @@ class LocalCluster:
     def move_slot_of(self, key: str, target: int) -> int:
         """Migrate `key`'s slot with all its keys to the master on `target` (what `redis-cli
         --cluster reshard` does slot by slot); clients see MOVED afterwards. Returns the slot."""
+        slot = self.begin_moving_slot_of(key, target)
+        self.finish_moving(slot, target)
+        return slot
+
+    def begin_moving_slot_of(self, key: str, target: int) -> int:
+        """The first half of a move: every key of the slot is on `target`, but the slot is
+        still the source's, marked migrating (clients get ASK, or TRYAGAIN)."""
         slot = str(int(_cli(self.ports[0], "CLUSTER", "KEYSLOT", key)))
         source = self.owner_of(key)
         assert source != target
@@ -192,9 +200,12 @@ class LocalCluster:
                 source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys
             )
             assert moved.strip() == "OK", moved
-        for port in (target, source, *self.ports):
-            _cli(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
         return int(slot)
+
+    def finish_moving(self, slot: int, target: int) -> None:
+        target_id = self.node_id(target)
+        for port in (target, *self.ports):
+            _cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
 
 
 def _owned_slots(nodes: str, node_id: str) -> set[int]:
@@ -245,13 +256,19 @@ class ClusterSystem:
     cluster: LocalCluster
 
 
-@pytest.fixture
+@pytest.fixture(params=["lean", "redis-py"])
 async def cluster(
-    settings: Settings, local_cluster: LocalCluster, admin_headers: dict[str, str]
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    local_cluster: LocalCluster,
+    admin_headers: dict[str, str],
 ) -> AsyncIterator[ClusterSystem]:
+    """The apps on the module's cluster, the activation script run by each hot-path client
+    (REDIS_HOT_CLIENT)."""
     configured = dataclasses.replace(
         settings,
         redis_url=f"redis+cluster://127.0.0.1:{local_cluster.ports[0]}",
+        hot_redis_client=request.param,
         rate_limits=RateLimits(
             ip_per_minute=1_000_000,  # on, so the per-address counters are written too
             key_per_minute=KEY_LIMIT_PER_MINUTE,
@@ -267,6 +284,9 @@ async def cluster(
             TestClient(TestServer(create_admin_app(resources))) as admin,
         ):
             assert isinstance(resources.redis, RedisCluster)
+            # "lean": the activation script runs over lean connections, one per master.
+            hot = resources.store.hot_client
+            assert isinstance(hot, LeanClusterScriptClient) is (request.param == "lean")
             yield ClusterSystem(resources, public, admin, admin_headers, local_cluster)
     finally:
         await _drop_prefix_on_every_node(
@@ -358,6 +378,19 @@ async def test_cluster_activations_worker_and_no_lost_events(cluster: ClusterSys
     target = next(port for port in cluster.cluster.ports if port != source)
     cluster.cluster.move_slot_of(moving, target)
     assert cluster.cluster.owner_of(moving) == target
+    hot = resources.store.hot_client
+    moved_before = hot.moved if isinstance(hot, LeanClusterScriptClient) else 0
+    status, answer = await _post(public, "/v1/activations", activation_body(over[1], "server-a"))
+    assert (status, answer["code"]) == (200, "GRACE")
+    sent[(over[1], "activation", "server-a")] += 1
+    neighbour = next(
+        key for key in keys if key not in over and layout.shard_of(key) == layout.shard_of(over[1])
+    )
+    status, _ = await _post(public, "/v1/activations", activation_body(neighbour, "server-a"))
+    assert status == 200
+    sent[(neighbour, "activation", "server-a")] += 1
+    if isinstance(hot, LeanClusterScriptClient):
+        assert hot.moved == moved_before + 1  # followed MOVED once, then knew the new master
 
     # An unknown key: NOT_FOUND (negative cache written in the key's slot), twice.
     for _ in range(2):
@@ -434,14 +467,58 @@ async def test_cluster_activations_worker_and_no_lost_events(cluster: ClusterSys
     assert ready.status == 200
 
 
+@pytest.mark.parametrize("cluster", ["lean"], indirect=True)
+async def test_activation_during_a_slot_migration_follows_ask_and_waits_out_tryagain(
+    cluster: ClusterSystem,
+) -> None:
+    """Mid-migration the source answers ASK (none of the script's keys is left there) and the
+    importing master TRYAGAIN (some of the keys, this minute's counters, exist nowhere yet):
+    the lean client asks the target, retries every 50 ms, and succeeds once the slot is
+    handed over. No 503 for a migration shorter than half a second."""
+    resources, public, admin, headers = (
+        cluster.resources,
+        cluster.public,
+        cluster.admin,
+        cluster.headers,
+    )
+    hot = resources.store.hot_client
+    assert isinstance(hot, LeanClusterScriptClient)
+    key = str((await create_license(admin, headers))["key"])
+    status, _ = await _post(public, "/v1/activations", activation_body(key))
+    assert status == 200
+    license_key = resources.layout.for_license(key, 0).license
+    source = cluster.cluster.owner_of(license_key)
+    target = next(port for port in cluster.cluster.ports if port != source)
+    slot = cluster.cluster.begin_moving_slot_of(license_key, target)
+    asked, tried_again = hot.asked, hot.tried_again
+    try:
+        during = asyncio.create_task(
+            _post(public, "/v1/activations", activation_body(key, "server-b"))
+        )
+        await asyncio.sleep(0.2)
+        assert not during.done()  # waiting out TRYAGAIN, not failed
+    finally:
+        cluster.cluster.finish_moving(slot, target)
+    status, answer = await during
+    assert (status, answer["code"]) == (200, "GRACE"), answer
+    assert hot.asked > asked and hot.tried_again > tried_again
+    assert cluster.cluster.owner_of(license_key) == target
+
+
+@pytest.mark.parametrize("hot_client", ["lean", "redis-py"])
 async def test_cluster_master_down_answers_503_then_recovers(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory, admin_headers: dict[str, str]
+    settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    admin_headers: dict[str, str],
+    hot_client: str,
 ) -> None:
     """Fail-closed on a cluster too: a master that is gone, and the cluster refusing every slot
     once it notices (CLUSTERDOWN), are 503 with Retry-After, never a 500 or an acknowledgement."""
     with LocalCluster(tmp_path_factory.mktemp("redis-cluster-down"), node_timeout_ms=500) as nodes:
         configured = dataclasses.replace(
-            settings, redis_url=f"redis+cluster://127.0.0.1:{nodes.ports[0]}"
+            settings,
+            redis_url=f"redis+cluster://127.0.0.1:{nodes.ports[0]}",
+            hot_redis_client=hot_client,
         )
         await _clean(configured)
         async with (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as redis_errors
 
-from activation.store.refusals import is_refusal, is_refusal_message
+from activation.store.refusals import is_refusal, is_refusal_message, refusal_code
 
 SCRIPT = "78e466d7788c9038bc39589847c4a0ff24121d1d"
 
@@ -84,3 +84,17 @@ def test_refusal_messages(message: str, refusal: bool) -> None:
 )
 def test_refusal_errors(error: BaseException, refusal: bool) -> None:
     assert is_refusal(error) is refusal
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("TRYAGAIN Multiple keys request during rehashing of slot", "TRYAGAIN"),
+        ("ERR Error running script (call to f_x): @user_script:1: @user_script: 1: -OOM no", "OOM"),
+        ("MOVED 3999 127.0.0.1:6381", None),
+        ("ASK 3999 127.0.0.1:6381", None),
+    ],
+)
+def test_refusal_code(message: str, code: str | None) -> None:
+    """The lean cluster client retries TRYAGAIN and follows MOVED/ASK, which are no refusals."""
+    assert refusal_code(message) == code
