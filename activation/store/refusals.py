@@ -4,7 +4,9 @@ Redis can be reachable and still refuse every command: out of memory under `maxm
 (OOM), a script running past its time limit (BUSY), loading its data set after a restart
 (LOADING), demoted to a read-only replica by a failover the client has not followed yet
 (READONLY), unable to persist (MISCONF), or, in a cluster, a slot without a master
-(CLUSTERDOWN, MASTERDOWN), a slot mid-migration (TRYAGAIN), too few replicas (NOREPLICAS).
+(CLUSTERDOWN, MASTERDOWN), a slot mid-migration (TRYAGAIN), too few replicas (NOREPLICAS),
+and a new connection beyond `maxclients` ("ERR max number of clients reached", which redis-py
+raises as a ConnectionError; the lean client reads it as the reply to its first command).
 For a client of ours each is the dependency being unavailable: 503 with Retry-After, the same
 as a lost connection (SPEC §5), never a 500. Every other error reply stays a bug.
 
@@ -22,6 +24,7 @@ from redis import exceptions as redis_errors
 
 _REFUSAL = re.compile(
     r"(?:^|: -)(LOADING|BUSY|OOM|READONLY|MISCONF|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|NOREPLICAS)\b"
+    r"|^ERR (max number of clients) reached"
 )
 
 # redis-py strips the code from these and says it with the class instead.
@@ -38,7 +41,9 @@ def refusal_code(message: str) -> str | None:
     """The refusal's code ("OOM", "TRYAGAIN", ...) when an error reply's text is one of the
     refusals above, else None."""
     found = _REFUSAL.search(message)
-    return None if found is None else found.group(1)
+    if found is None:
+        return None
+    return found.group(1) or "MAXCLIENTS"
 
 
 def is_refusal_message(message: str) -> bool:

@@ -98,7 +98,12 @@ async def refusable(
 ) -> AsyncIterator[Refusable]:
     """The public API on its own Redis, with one license that activates VALID; the script
     runs through each hot-path client (REDIS_HOT_CLIENT)."""
-    configured = dataclasses.replace(settings, redis_url=own_redis, hot_redis_client=request.param)
+    configured = dataclasses.replace(
+        settings,
+        redis_url=own_redis,
+        hot_redis_client=request.param,
+        test_clock=False,  # the request's first Redis call is the script's, not the clock's
+    )
     await _clean(configured)
     admin_redis = aioredis.Redis.from_url(own_redis)
     try:
@@ -203,3 +208,20 @@ async def test_admin_write_whose_redis_half_is_refused_is_503(refusable: Refusab
         assert response.headers["Retry-After"]
     finally:
         await refusable.admin_redis.config_set("maxmemory", "0")
+
+
+async def test_no_connection_left_is_503(refusable: Refusable) -> None:
+    """Redis at `maxclients` answers a new connection "ERR max number of clients reached" and
+    closes it: the reconnecting hot-path client gets that reply to its first command."""
+    await refusable.admin_redis.config_set("maxclients", "1")
+    try:
+        await refusable.admin_redis.execute_command(
+            "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+        )
+        await asyncio.sleep(0.05)  # the clients notice their connections are gone
+        for _ in range(2):  # each a new connection, refused
+            await _assert_outage_answer(refusable, "server-without-connection")
+    finally:
+        await refusable.admin_redis.config_set("maxclients", "10000")
+    again = await refusable.public.post("/v1/activations", json=activation_body(refusable.key))
+    assert again.status == 200

@@ -50,6 +50,7 @@ SCRIPT = "78e466d7788c9038bc39589847c4a0ff24121d1d"
         ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", True),
         ("TRYAGAIN Multiple keys request during rehashing of slot", True),
         ("NOREPLICAS Not enough good replicas to write.", True),
+        ("ERR max number of clients reached", True),
         # Bugs stay bugs.
         ("WRONGTYPE Operation against a key holding the wrong kind of value", False),
         ("BUSYKEY Target key name already exists.", False),
@@ -91,6 +92,7 @@ def test_refusal_errors(error: BaseException, refusal: bool) -> None:
     [
         ("TRYAGAIN Multiple keys request during rehashing of slot", "TRYAGAIN"),
         ("ERR Error running script (call to f_x): @user_script:1: @user_script: 1: -OOM no", "OOM"),
+        ("ERR max number of clients reached", "MAXCLIENTS"),
         ("MOVED 3999 127.0.0.1:6381", None),
         ("ASK 3999 127.0.0.1:6381", None),
     ],
