@@ -117,8 +117,8 @@ def problem_answer(
 
     - `ProblemError` (parsing, domain refusals) as raised; aiohttp's 4xx (404, 405 with
       Allow, 413) as problems; 3xx are raised again (they pass through).
-    - Redis or PostgreSQL unreachable → 503 with Retry-After (fail closed), reported to
-      `on_outage` with "redis" or "postgresql".
+    - Redis or PostgreSQL unreachable, or Redis refusing (store/refusals.py) → 503 with
+      Retry-After (fail closed), reported to `on_outage` with "redis" or "postgresql".
     - Anything else is a bug: logged, answered 500 (never caused by client input, SPEC §5).
     """
     if isinstance(error, ProblemError):
@@ -136,7 +136,7 @@ def problem_answer(
     if on_outage is not None:
         on_outage(request, label)
     return problem(
-        503, f"{name} is unreachable; try again shortly",
+        503, f"{name} is unavailable; try again shortly",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )  # fmt: skip
 

@@ -45,7 +45,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             log.exception("console request %s %s failed", request.method, request.path)
             response = _error(request, 500, "Something went wrong; the failure was logged.")
         else:
-            message = f"{dependency[1]} is unreachable; try again in a moment."
+            message = f"{dependency[1]} is unavailable; try again in a moment."
             response = _error(request, 503, message)
             response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     response.headers.update(SECURITY_HEADERS)

@@ -358,4 +358,4 @@ async def test_an_outage_is_a_503_page_with_retry_after(
     response = await client.get("/")
     assert response.status == 503
     assert response.headers["Retry-After"] == RETRY_AFTER_SECONDS
-    assert f"{named} is unreachable" in await response.text()
+    assert f"{named} is unavailable" in await response.text()
