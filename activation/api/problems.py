@@ -84,10 +84,15 @@ REDIS_FAILURES: tuple[type[BaseException], ...] = (
 # OperatorInterventionError (SQLSTATE class 57): the server is shutting down or restarting
 # (AdminShutdown, CrashShutdown, CannotConnectNow) or cancelled the query (QueryCanceled,
 # statement timeouts under overload) — an outage for the request in flight, not a bug.
+# InsufficientResourcesError (class 53): disk full, out of memory, too many connections.
+# ReadOnlySQLTransactionError (25006): the database refuses writes (a failover left the
+# configured address on a standby, or default_transaction_read_only during maintenance);
+# activations still work then, they only read PostgreSQL.
 POSTGRES_FAILURES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.InterfaceError,
     OSError,
 )

@@ -23,6 +23,10 @@ from activation.store.redis_store import StoreUnavailable
         (asyncpg.exceptions.AdminShutdownError("terminating connection"), 503),
         (asyncpg.exceptions.QueryCanceledError("statement timeout"), 503),
         (asyncpg.exceptions.TooManyConnectionsError("too many clients"), 503),
+        # Out of resources (class 53), or refusing writes (a standby, read-only by default):
+        (asyncpg.exceptions.DiskFullError("could not extend file"), 503),
+        (asyncpg.exceptions.OutOfMemoryError("out of memory"), 503),
+        (asyncpg.exceptions.ReadOnlySQLTransactionError("read-only transaction"), 503),
         (ConnectionRefusedError(), 503),
         (asyncpg.exceptions.UniqueViolationError("duplicate"), 500),  # a bug: map it to 409 first
         (KeyError("x"), 500),
