@@ -213,18 +213,23 @@ class LeanScriptClient:
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if options.get("password"):
-            credentials = [options.get("username") or "default", options["password"]]
-            await self._expect_ok(protocol, "AUTH", *credentials)
-        if int(options.get("db") or 0):
-            await self._expect_ok(protocol, "SELECT", int(options["db"]))
-        await self._load_script(protocol)
+        # A connection that fails its set-up (refused, or timed out by `_connect`) is closed
+        # here: nothing else holds it, and Redis may keep its end open.
+        try:
+            if options.get("password"):
+                credentials = [options.get("username") or "default", options["password"]]
+                await self._expect_ok(protocol, "AUTH", *credentials)
+            if int(options.get("db") or 0):
+                await self._expect_ok(protocol, "SELECT", int(options["db"]))
+            await self._load_script(protocol)
+        except BaseException:
+            protocol.abort()
+            raise
         return protocol
 
     async def _expect_ok(self, protocol: _Protocol, *command: Any) -> None:
         reply = await protocol.send(hiredis.pack_command(command))
         if isinstance(reply, hiredis.ReplyError):
-            protocol.abort()
             raise LeanConnectionError(f"Redis refused {command[0]}: {reply}")
 
     async def _load_script(self, protocol: _Protocol) -> None:

@@ -5,8 +5,10 @@ Redis can be reachable and still refuse every command: out of memory under `maxm
 (LOADING), demoted to a read-only replica by a failover the client has not followed yet
 (READONLY), unable to persist (MISCONF), or, in a cluster, a slot without a master
 (CLUSTERDOWN, MASTERDOWN), a slot mid-migration (TRYAGAIN), too few replicas (NOREPLICAS),
-and a new connection beyond `maxclients` ("ERR max number of clients reached", which redis-py
-raises as a ConnectionError; the lean client reads it as the reply to its first command).
+a new connection beyond `maxclients` ("ERR max number of clients reached"), and a password
+the deployment does not have (NOAUTH, WRONGPASS: Redis restarted with another one). redis-py
+raises the last three as ConnectionErrors; the lean client reads them as the reply to its
+first command.
 For a client of ours each is the dependency being unavailable: 503 with Retry-After, the same
 as a lost connection (SPEC §5), never a 500. Every other error reply stays a bug.
 
@@ -23,7 +25,8 @@ import re
 from redis import exceptions as redis_errors
 
 _REFUSAL = re.compile(
-    r"(?:^|: -)(LOADING|BUSY|OOM|READONLY|MISCONF|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|NOREPLICAS)\b"
+    r"(?:^|: -)(LOADING|BUSY|OOM|READONLY|MISCONF|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|NOREPLICAS"
+    r"|NOAUTH|WRONGPASS)\b"
     r"|^ERR (max number of clients) reached"
 )
 

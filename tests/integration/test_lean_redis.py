@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from activation.store.lean_redis import LeanConnectionError, LeanScriptClient
+from activation.store.lean_redis import LeanConnectionError, LeanRefusedError, LeanScriptClient
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 
@@ -78,6 +78,40 @@ async def test_a_server_that_stops_answering_is_dropped() -> None:
         await client.aclose()
         for writer in writers:
             writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_connection_refused_during_set_up_is_closed() -> None:
+    """A peer that refuses the script load (NOAUTH: Redis restarted with a password) and keeps
+    its end open: every attempt is a LeanRefusedError (503) and closes its socket, and
+    a set-up that times out closes it too."""
+    closed: list[bool] = []
+
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if b"SCRIPT" in data and len(closed) < 3:
+                writer.write(b"-NOAUTH Authentication required.\r\n")
+                await writer.drain()
+        closed.append(True)  # the client closed its end
+        writer.close()
+
+    server = await asyncio.start_server(refusing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = LeanScriptClient(f"redis://127.0.0.1:{port}/0", ECHO, timeout=0.3)
+    try:
+        for _ in range(3):
+            with pytest.raises(LeanRefusedError):
+                await client.evalsha(["a"], ["1"])
+        with pytest.raises(TimeoutError):  # the fourth gets no answer at all
+            await client.evalsha(["a"], ["1"])
+        for _ in range(50):
+            if len(closed) == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert len(closed) == 4
+    finally:
+        await client.aclose()
         server.close()
         await server.wait_closed()
 

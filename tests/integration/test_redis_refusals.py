@@ -225,3 +225,22 @@ async def test_no_connection_left_is_503(refusable: Refusable) -> None:
         await refusable.admin_redis.config_set("maxclients", "10000")
     again = await refusable.public.post("/v1/activations", json=activation_body(refusable.key))
     assert again.status == 200
+
+
+async def test_password_required_since_the_connection_was_made_is_503(
+    refusable: Refusable,
+) -> None:
+    """Redis restarted with a password the deployment does not have (an operator's mistake,
+    but an outage to a client: redis-py raises AuthenticationError, a ConnectionError)."""
+    await refusable.admin_redis.config_set("requirepass", "not-ours")
+    try:
+        await refusable.admin_redis.execute_command(
+            "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+        )
+        await asyncio.sleep(0.05)  # the clients notice their connections are gone
+        for _ in range(2):
+            await _assert_outage_answer(refusable, "server-without-password")
+    finally:
+        await refusable.admin_redis.config_set("requirepass", "")
+    again = await refusable.public.post("/v1/activations", json=activation_body(refusable.key))
+    assert again.status == 200

@@ -51,6 +51,8 @@ SCRIPT = "78e466d7788c9038bc39589847c4a0ff24121d1d"
         ("TRYAGAIN Multiple keys request during rehashing of slot", True),
         ("NOREPLICAS Not enough good replicas to write.", True),
         ("ERR max number of clients reached", True),
+        ("NOAUTH Authentication required.", True),
+        ("WRONGPASS invalid username-password pair or user is disabled.", True),
         # Bugs stay bugs.
         ("WRONGTYPE Operation against a key holding the wrong kind of value", False),
         ("BUSYKEY Target key name already exists.", False),
