@@ -23,6 +23,12 @@ from activation.licensing.model import (
 
 log = logging.getLogger(__name__)
 
+# A cache miss waits at most this long for PostgreSQL (a connection from the pool, then the
+# query), like the Redis calls' 2-s timeout: a stalled database (a lock held by a migration,
+# a network partition) is then a 503 with Retry-After, not requests piling up for as long as
+# the stall lasts. asyncio.timeout's TimeoutError is an OSError: problems.py maps it to 503.
+LICENSE_LOAD_TIMEOUT_S = 2.0
+
 KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: keys are read over the phone
 
 LICENSE_COLUMNS = """
@@ -74,9 +80,10 @@ class LicenseRegistry:
 
     async def load_license(self, key: str) -> License | None:
         self.queries += 1
-        row = await self.pool.fetchrow(
-            f"SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.key = $1", key
-        )
+        async with asyncio.timeout(LICENSE_LOAD_TIMEOUT_S):
+            row = await self.pool.fetchrow(
+                f"SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.key = $1", key
+            )
         return None if row is None else license_from_row(row)
 
     async def load_releases(self) -> dict[str, tuple[Release, ...]]:

@@ -7,6 +7,7 @@ being answered, cache misses included, because the hot path only reads PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,7 @@ import asyncpg
 
 from activation.config import Settings
 from activation.runtime import Resources
+from activation.store.registry import LICENSE_LOAD_TIMEOUT_S
 from tests.integration.helpers import Client, activation_body, create_license
 
 
@@ -56,3 +58,41 @@ async def test_read_only_database_admin_writes_503_activations_still_answered(
         answer = await public_client.post("/v1/activations", json=activation_body(key))
         assert answer.status == 200, await answer.text()
         assert (await answer.json())["code"] == "VALID"  # the disable did not happen
+
+
+async def test_stalled_database_cache_miss_is_503_in_bounded_time_hits_unaffected(
+    public_client: Client,
+    admin_client: Client,
+    admin_headers: dict[str, str],
+    resources: Resources,
+    settings: Settings,
+) -> None:
+    """PostgreSQL that does not answer (here: a migration holding an ACCESS EXCLUSIVE lock on
+    `licenses`): a cache miss waits at most LICENSE_LOAD_TIMEOUT_S, then 503 with Retry-After
+    (before, it waited for as long as the lock was held); cached keys are answered as ever."""
+    cached = (await create_license(admin_client, admin_headers))["key"]
+    missed = (await create_license(admin_client, admin_headers))["key"]
+    assert (await public_client.post("/v1/activations", json=activation_body(cached))).status == 200
+    await resources.store.forget_license(missed)
+    assert settings.database_url is not None
+    blocker = await asyncpg.connect(settings.database_url)
+    try:
+        await blocker.execute("BEGIN; LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await asyncio.wait_for(
+            public_client.post("/v1/activations", json=activation_body(missed)),
+            LICENSE_LOAD_TIMEOUT_S + 5,
+        )
+        waited = loop.time() - started
+        text = await response.text()
+        assert response.status == 503, text
+        assert response.headers["Retry-After"] and "PostgreSQL" in text
+        assert LICENSE_LOAD_TIMEOUT_S - 0.5 < waited < LICENSE_LOAD_TIMEOUT_S + 2
+        hit = await public_client.post("/v1/activations", json=activation_body(cached))
+        assert hit.status == 200
+    finally:
+        await blocker.execute("ROLLBACK")
+        await blocker.close()
+    after = await public_client.post("/v1/activations", json=activation_body(missed))
+    assert after.status == 200, await after.text()
