@@ -8,7 +8,8 @@ Redis with `--licenses` perpetual licenses (a fresh database `lic_bench_<random>
 Redis key prefix), and `bench/bare.py --processes N` (constant JSON answer) twice: on a
 `web.Application` (the bare endpoint of the ratio) and on aiohttp's low-level `web.Server`
 (what the public API runs on; its ratio is printed beside), and `bench/floor.py redis nonces
---processes N` (the design's floor: parse, one EVALSHA, a signature). It primes the Redis cache
+--low-level --processes N` (the design's floor on the API's own plumbing: parse, one EVALSHA,
+a signature, the one-buffer answer). It primes the Redis cache
 with one request per license and server, warms all up, then runs `wrk -t1 -c<connections>
 -d<duration>s --latency` interleaved (bare, bare low-level, floor, activations) x `--runs` and
 takes medians. Latency at half load: `wrk2 -R` when the OS has it, else bench/openloop.py at half of
@@ -583,8 +584,9 @@ def bench_processes(
             )
             servers.append(server)
             targets.append(Target(label, f"http://127.0.0.1:{public_port}/v1/activations", server))
-        # The two bare endpoints, then the design's floor: parse, one EVALSHA of a trivial
-        # script, a signature with precomputed nonces, nothing else (bench/floor.py).
+        # The two bare endpoints, then the design's floor on the public API's own plumbing
+        # (low-level server, one-buffer answer): parse, one EVALSHA of a trivial script, a
+        # signature with precomputed nonces, nothing else (bench/floor.py --low-level).
         for name, port, script, arguments in (
             (f"bare-p{processes}", bare_port, "bare.py", ["--port", str(bare_port)]),
             (
@@ -593,7 +595,12 @@ def bench_processes(
                 "bare.py",
                 ["--port", str(bare_low_port), "--low-level"],
             ),
-            (f"floor-p{processes}", floor_port, "floor.py", [str(floor_port), "redis", "nonces"]),
+            (
+                f"floor-p{processes}",
+                floor_port,
+                "floor.py",
+                [str(floor_port), "redis", "nonces", "--low-level"],
+            ),
         ):
             servers.append(
                 start_server(
@@ -804,9 +811,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f" {own_peak['p99_ms']:>8.2f}ms at {own_peak['achieved_rate']:.0f}/s"
         )
     print(
-        "floor = bench/floor.py: parse the body, one EVALSHA of a trivial script, an Ed25519"
-        " signature with precomputed nonces, nothing else (the cheapest handler of the"
-        " activation's shape); act./floor = activations / floor req/s. CPU µs/request = CPU"
+        "floor = bench/floor.py --low-level: parse the body, one EVALSHA of a trivial script, an"
+        " Ed25519 signature with precomputed nonces, nothing else, on the public API's plumbing"
+        " (low-level server, one-buffer answer): the cheapest handler of the"
+        " activation's shape; act./floor = activations / floor req/s. CPU µs/request = CPU"
         " time of the server's processes (for activations and the floor: with their"
         " signing-nonce helpers) and of redis-server (per activation) over the wrk runs, divided"
         " by the requests served (medians); bare at ½ its peak = the bare endpoint at half of"
