@@ -51,6 +51,7 @@ class Settings:
     negative_cache_seconds: int = 60
     hot_redis_client: str = "lean"
     signing_nonce_helper: bool = True
+    database_timeout_seconds: int = 15
 
     @property
     def grace(self) -> timedelta:
@@ -99,6 +100,7 @@ class Settings:
             dev=reader.flag("DEV"),
             hot_redis_client=reader.choice("REDIS_HOT_CLIENT", ("lean", "redis-py"), "lean"),
             signing_nonce_helper=reader.flag("SIGNING_NONCE_HELPER", default=True),
+            database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -75,7 +75,16 @@ async def open_resources(
     """`signing=False` is for processes that answer no activations (the fraud worker)."""
     if settings.database_url is None or settings.redis_url is None:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (activation-dev sets them)")
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+    # Every operation on a pooled connection gives up after DATABASE_TIMEOUT_SECONDS (asyncpg
+    # cancels the query; the TimeoutError is a 503 with Retry-After): a stalled database (a
+    # migration's table lock, a partition) fails requests instead of holding them for as long
+    # as it lasts. The hot path's cache miss has its own, shorter bound (store/registry.py).
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=10,
+        command_timeout=settings.database_timeout_seconds,
+    )
     redis = connect_redis(settings.redis_url)
     hot_client: HotScriptClient | None = None
     try:

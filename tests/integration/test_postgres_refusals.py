@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
+from activation.admin.app import create_admin_app
 from activation.config import Settings
-from activation.runtime import Resources
+from activation.runtime import Resources, open_resources
 from activation.store.registry import LICENSE_LOAD_TIMEOUT_S
+from tests.conftest import _clean
 from tests.integration.helpers import Client, activation_body, create_license
 
 
@@ -96,3 +100,40 @@ async def test_stalled_database_cache_miss_is_503_in_bounded_time_hits_unaffecte
         await blocker.close()
     after = await public_client.post("/v1/activations", json=activation_body(missed))
     assert after.status == 200, await after.text()
+
+
+async def test_stalled_database_admin_request_is_503_after_the_database_timeout(
+    settings: Settings, aiohttp_client: Any, admin_headers: dict[str, str]
+) -> None:
+    """Every other PostgreSQL operation (admin API, console, worker) waits at most
+    DATABASE_TIMEOUT_SECONDS, then 503 with Retry-After; before, an admin write behind a
+    migration's table lock waited for as long as the lock was held."""
+    configured = dataclasses.replace(settings, database_timeout_seconds=1)
+    await _clean(configured)
+    async with open_resources(configured) as resources:
+        admin = await aiohttp_client(create_admin_app(resources))
+        key = (await create_license(admin, admin_headers))["key"]
+        assert configured.database_url is not None
+        blocker = await asyncpg.connect(configured.database_url)
+        try:
+            await blocker.execute("BEGIN; LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            response = await asyncio.wait_for(
+                admin.post(
+                    f"/admin/v1/licenses/{key}/disable",
+                    json={"reason": "refund"},
+                    headers=admin_headers,
+                ),
+                10,
+            )
+            waited = loop.time() - started
+            text = await response.text()
+            assert response.status == 503, text
+            assert response.headers["Retry-After"] and "PostgreSQL" in text
+            assert 0.5 < waited < 4
+        finally:
+            await blocker.execute("ROLLBACK")
+            await blocker.close()
+        shown = await admin.get(f"/admin/v1/licenses/{key}", headers=admin_headers)
+        assert (await shown.json())["status"] == "active"  # nothing half-written
