@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import asyncpg
+from aiohttp import ClientResponse
 
 from activation.admin.app import create_admin_app
 from activation.config import Settings
@@ -40,6 +41,32 @@ async def read_only(settings: Settings, resources: Resources) -> AsyncIterator[N
         await resources.pool.expire_connections()
 
 
+@contextlib.asynccontextmanager
+async def licenses_locked(database_url: str | None) -> AsyncIterator[None]:
+    """`licenses` held under ACCESS EXCLUSIVE by another session, as a migration would: every
+    query on it waits until the block ends."""
+    assert database_url is not None
+    blocker = await asyncpg.connect(database_url)
+    try:
+        await blocker.execute("BEGIN; LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        await blocker.execute("ROLLBACK")
+        await blocker.close()
+
+
+async def _outage_after(request: Awaitable[ClientResponse]) -> float:
+    """Seconds until `request` was answered 503 with Retry-After, naming PostgreSQL."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await asyncio.wait_for(request, 10)
+    waited = loop.time() - started
+    text = await response.text()
+    assert response.status == 503, text
+    assert response.headers["Retry-After"] and "PostgreSQL" in text
+    return waited
+
+
 async def test_read_only_database_admin_writes_503_activations_still_answered(
     public_client: Client,
     admin_client: Client,
@@ -51,13 +78,13 @@ async def test_read_only_database_admin_writes_503_activations_still_answered(
     key = created["key"]
     await resources.store.forget_license(key)  # the next activation is a cache miss
     async with read_only(settings, resources):
-        write = await admin_client.post(
-            f"/admin/v1/licenses/{key}/disable", json={"reason": "refund"}, headers=admin_headers
+        await _outage_after(
+            admin_client.post(
+                f"/admin/v1/licenses/{key}/disable",
+                json={"reason": "refund"},
+                headers=admin_headers,
+            )
         )
-        text = await write.text()
-        assert write.status == 503, text
-        assert write.headers["Retry-After"]
-        assert "PostgreSQL" in text
 
         answer = await public_client.post("/v1/activations", json=activation_body(key))
         assert answer.status == 200, await answer.text()
@@ -78,26 +105,13 @@ async def test_stalled_database_cache_miss_is_503_in_bounded_time_hits_unaffecte
     missed = (await create_license(admin_client, admin_headers))["key"]
     assert (await public_client.post("/v1/activations", json=activation_body(cached))).status == 200
     await resources.store.forget_license(missed)
-    assert settings.database_url is not None
-    blocker = await asyncpg.connect(settings.database_url)
-    try:
-        await blocker.execute("BEGIN; LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        response = await asyncio.wait_for(
-            public_client.post("/v1/activations", json=activation_body(missed)),
-            LICENSE_LOAD_TIMEOUT_S + 5,
+    async with licenses_locked(settings.database_url):
+        waited = await _outage_after(
+            public_client.post("/v1/activations", json=activation_body(missed))
         )
-        waited = loop.time() - started
-        text = await response.text()
-        assert response.status == 503, text
-        assert response.headers["Retry-After"] and "PostgreSQL" in text
         assert LICENSE_LOAD_TIMEOUT_S - 0.5 < waited < LICENSE_LOAD_TIMEOUT_S + 2
         hit = await public_client.post("/v1/activations", json=activation_body(cached))
         assert hit.status == 200
-    finally:
-        await blocker.execute("ROLLBACK")
-        await blocker.close()
     after = await public_client.post("/v1/activations", json=activation_body(missed))
     assert after.status == 200, await after.text()
 
@@ -113,27 +127,14 @@ async def test_stalled_database_admin_request_is_503_after_the_database_timeout(
     async with open_resources(configured) as resources:
         admin = await aiohttp_client(create_admin_app(resources))
         key = (await create_license(admin, admin_headers))["key"]
-        assert configured.database_url is not None
-        blocker = await asyncpg.connect(configured.database_url)
-        try:
-            await blocker.execute("BEGIN; LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE")
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            response = await asyncio.wait_for(
+        async with licenses_locked(configured.database_url):
+            waited = await _outage_after(
                 admin.post(
                     f"/admin/v1/licenses/{key}/disable",
                     json={"reason": "refund"},
                     headers=admin_headers,
-                ),
-                10,
+                )
             )
-            waited = loop.time() - started
-            text = await response.text()
-            assert response.status == 503, text
-            assert response.headers["Retry-After"] and "PostgreSQL" in text
             assert 0.5 < waited < 4
-        finally:
-            await blocker.execute("ROLLBACK")
-            await blocker.close()
         shown = await admin.get(f"/admin/v1/licenses/{key}", headers=admin_headers)
         assert (await shown.json())["status"] == "active"  # nothing half-written
