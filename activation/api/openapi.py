@@ -285,7 +285,7 @@ LICENSE = {200: _ok("LicenseView")}
 
 
 def _public_paths() -> dict[str, Schema]:
-    body_errors = (400, 413, 415, 429, 503)
+    body_errors = (400, 408, 413, 415, 429, 503)
     signed = {"signed": True}
     readiness = _answer("redis:bool postgresql:bool")
     return {

@@ -6,16 +6,18 @@ bounds them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, NamedTuple
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from activation.api.problems import ProblemError, bad_field
 from activation.licensing.model import Version
 
 MAX_BODY_BYTES = 8 * 1024
+BODY_TIMEOUT_SECONDS = 5.0
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9]{5}(?:-[A-Za-z0-9]{5}){4}$")
 _FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
@@ -60,7 +62,10 @@ async def read_json_object(request: web.BaseRequest) -> dict[str, Any]:
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise ProblemError(413, f"the body may be at most {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    content = request.content
+    raw = await content.read(MAX_BODY_BYTES + 1)
+    if not content.at_eof():  # the body arrives in more than one piece
+        raw = await _rest_of_body(content, raw)
     if len(raw) > MAX_BODY_BYTES:
         raise ProblemError(413, f"the body may be at most {MAX_BODY_BYTES} bytes")
     try:
@@ -70,6 +75,27 @@ async def read_json_object(request: web.BaseRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProblemError(400, "the body must be a JSON object")
     return data
+
+
+async def _rest_of_body(content: StreamReader, first: bytes) -> bytes:
+    """`first` and what follows of the body, up to one byte past the limit. `read(n)` returns
+    what has arrived so far: a body in several TCP segments (over one MSS on a real network,
+    or from a client that writes it in parts) comes in several reads. The wait is bounded, so
+    a client that stops sending mid-body (slowloris) gets 408 instead of holding the
+    connection."""
+    parts, size = [first], len(first)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            while size <= MAX_BODY_BYTES and not content.at_eof():
+                part = await content.read(MAX_BODY_BYTES + 1 - size)
+                parts.append(part)
+                size += len(part)
+    except TimeoutError:
+        # Nothing more is read from this request: no lingering read of the rest (aiohttp
+        # would spend another 10 s on it); the 408 closes the connection (problems.py).
+        content.feed_eof()
+        raise ProblemError(408, "the body did not arrive in time") from None
+    return b"".join(parts)
 
 
 def parse_activation(data: dict[str, Any]) -> ActivationBody:

@@ -24,6 +24,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
@@ -65,7 +66,10 @@ class ProblemError(Exception):
         self.headers: dict[str, str] | None = None
 
     def response(self) -> web.Response:
-        return problem(self.status, self.detail, headers=self.headers, **self.extra)
+        answer = problem(self.status, self.detail, headers=self.headers, **self.extra)
+        if self.status == 408:
+            answer.force_close()  # the rest of the body never came: the stream is unusable
+        return answer
 
 
 def bad_field(field: str, detail: str) -> ProblemError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -128,11 +129,16 @@ async def pending_total(resources: Resources) -> int:
 
 
 async def raw_exchange(
-    resources: Resources, raw: bytes, *, admin: bool = False, app: web.Application | None = None
+    resources: Resources,
+    raw: bytes | Sequence[bytes],
+    *,
+    admin: bool = False,
+    app: web.Application | None = None,
 ) -> bytes:
     """`raw` sent to the public API's own server (`PublicApi.server()`), or to the admin app
     (or `app`) served as `activation-server` and `fraud-worker` serve theirs
-    (`ProblemAppRunner`), everything it answers until it closes the connection."""
+    (`ProblemAppRunner`), everything it answers until it closes the connection. A sequence of
+    parts is sent part by part, 50 ms apart (a body arriving in several TCP segments)."""
     runner: web.BaseRunner
     if app is not None:
         runner = ProblemAppRunner(app, access_log=None)
@@ -146,7 +152,11 @@ async def raw_exchange(
     try:
         port = runner.addresses[0][1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(raw)
+        for number, part in enumerate([raw] if isinstance(raw, bytes) else raw):
+            if number:
+                await asyncio.sleep(0.05)
+            writer.write(part)
+            await writer.drain()
         answer = await asyncio.wait_for(reader.read(), timeout=10)
         writer.close()
         return answer

@@ -4,14 +4,16 @@ multipart. Each gets its 4xx or its normal answer, never a 5xx."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from activation.api import parsing as api_parsing
 from activation.runtime import Resources
 from fraud.cli import health_app
 from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics
-from tests.integration.helpers import raw_exchange
+from tests.integration.helpers import activation_body, raw_exchange
 
 AUTH = b"Authorization: Bearer TOKEN"  # replaced by the bootstrap token
 FORM = b"Content-Type: application/x-www-form-urlencoded"
@@ -164,3 +166,74 @@ async def test_the_worker_health_port_answers_every_request_without_a_5xx(
     await worker.run_once()  # a pass just now: healthy
     answer = await raw_exchange(resources, raw, app=health_app(worker))
     assert int(answer.split(b" ", 2)[1]) == status, answer[:400]
+
+
+@pytest.mark.parametrize(
+    ("path", "split_at"),
+    [("/v1/activations", 40), ("/v1/activations", 1), ("/admin/v1/customers", 30)],
+)
+async def test_a_body_in_several_segments_is_read_whole(
+    resources: Resources, admin_headers: dict[str, str], path: str, split_at: int
+) -> None:
+    """A body that arrives in more than one TCP segment (any body over one MSS on a real
+    network, 1,448 bytes; a slow or fragmenting client even below that) is read to its end,
+    not cut at the first segment."""
+    admin = path.startswith("/admin")
+    body = orjson.dumps(
+        {"name": "Segmented", "email": "s@example.com", "phone": "+1 555 0100"}
+        if admin
+        else activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ", "segmented-server")
+    )
+    head = request(
+        b"POST",
+        path.encode(),
+        b"Content-Type: application/json",
+        *([f"Authorization: {admin_headers['Authorization']}".encode()] if admin else []),
+        body=body,
+    )
+    head, body_bytes = head[: len(head) - len(body)], body
+    answer = await raw_exchange(
+        resources,
+        [head + body_bytes[:split_at], body_bytes[split_at:]],
+        admin=admin,
+    )
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line in (b"HTTP/1.1 200 OK", b"HTTP/1.1 201 Created"), answer[:400]
+
+
+def _activation_request(body: bytes, *headers: bytes) -> bytes:
+    return request(
+        b"POST", b"/v1/activations", b"Content-Type: application/json", *headers, body=body
+    )
+
+
+async def test_a_body_that_stops_arriving_is_408(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slowloris: headers and part of the body, then nothing; the connection is answered 408
+    and closed after the body timeout instead of being held."""
+    monkeypatch.setattr(api_parsing, "BODY_TIMEOUT_SECONDS", 0.3)
+    body = orjson.dumps(activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"))
+    whole = _activation_request(body)
+    answer = await raw_exchange(resources, [whole[:-20]])
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert b"application/problem+json" in answer
+
+
+async def test_a_chunked_body_over_the_limit_in_parts_is_413(resources: Resources) -> None:
+    """No Content-Length to refuse it up front: the parts are counted as they come."""
+    chunk = b"x" * 3000
+    encoded = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    head = b"\r\n".join(
+        [
+            b"POST /v1/activations HTTP/1.1",
+            b"Host: x",
+            b"Connection: close",
+            b"Content-Type: application/json",
+            b"Transfer-Encoding: chunked",
+        ]
+    )
+    answer = await raw_exchange(
+        resources, [head + b"\r\n\r\n" + encoded, encoded, encoded, encoded + b"0\r\n\r\n"]
+    )
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
