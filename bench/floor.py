@@ -50,7 +50,12 @@ def make_handler(
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         if low_level and request.path == "/readyz":
             return await health(request)
-        raw = await request.content.read(8193) if low_level else await request.read()
+        if low_level:  # as the API reads it (activation/api/parsing.py): to the body's end
+            raw = await request.content.read(8193)
+            while not request.content.at_eof():
+                raw += await request.content.read(8193)
+        else:
+            raw = await request.read()
         data = orjson.loads(raw)
         if use_redis:
             await client.evalsha([f"floor:{{s1}}:lic:{data['license_key']}"], [data["fingerprint"]])
