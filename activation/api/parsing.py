@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import StreamReader, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from activation.api.problems import ProblemError, bad_field
 from activation.licensing.model import Version
@@ -63,9 +64,14 @@ async def read_json_object(request: web.BaseRequest) -> dict[str, Any]:
     if length is not None and length > MAX_BODY_BYTES:
         raise ProblemError(413, f"the body may be at most {MAX_BODY_BYTES} bytes")
     content = request.content
-    raw = await content.read(MAX_BODY_BYTES + 1)
-    if not content.at_eof():  # the body arrives in more than one piece
-        raw = await _rest_of_body(content, raw)
+    try:
+        raw = await content.read(MAX_BODY_BYTES + 1)
+        if not content.at_eof():  # the body arrives in more than one piece
+            raw = await _rest_of_body(content, raw)
+    except (ConnectionError, RequestPayloadError):
+        # The client is gone (or broke its chunked encoding): a client's doing, not a lost
+        # dependency, which is what an OSError reaching problems.py would be taken for.
+        raise ProblemError(400, "the body ended before it was complete") from None
     if len(raw) > MAX_BODY_BYTES:
         raise ProblemError(413, f"the body may be at most {MAX_BODY_BYTES} bytes")
     try:

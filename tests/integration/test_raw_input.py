@@ -4,10 +4,16 @@ multipart. Each gets its 4xx or its normal answer, never a 5xx."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
+from aiohttp import web
 
+from activation.admin.app import create_admin_app
 from activation.api import parsing as api_parsing
+from activation.api.app import PublicApi
+from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
 from fraud.cli import health_app
 from fraud.escalation import DEFAULT_LADDER
@@ -237,3 +243,52 @@ async def test_a_chunked_body_over_the_limit_in_parts_is_413(resources: Resource
         resources, [head + b"\r\n\r\n" + encoded, encoded, encoded, encoded + b"0\r\n\r\n"]
     )
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
+
+
+@pytest.mark.parametrize("admin", [False, True], ids=["public", "admin"])
+@pytest.mark.parametrize("sent", [0, 20], ids=["after the headers", "mid-body"])
+async def test_a_client_gone_before_its_body_is_no_outage(
+    resources: Resources,
+    caplog: pytest.LogCaptureFixture,
+    admin_headers: dict[str, str],
+    sent: int,
+    admin: bool,
+) -> None:
+    """A client that closes its side before the body is complete: nobody is left to answer, but
+    it must not count as a dependency outage (the lost connection is an OSError, which the
+    error mapping would take for PostgreSQL's) nor be logged as a failure."""
+    body = orjson.dumps(activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"))
+    whole = (
+        request(
+            b"POST",
+            b"/admin/v1/customers",
+            b"Content-Type: application/json",
+            f"Authorization: {admin_headers['Authorization']}".encode(),
+            body=body,
+        )
+        if admin
+        else _activation_request(body)
+    )
+    head = whole[: len(whole) - len(body)]
+    outages = resources.metrics.dependency_errors.labels("postgresql")._value.get()
+    runner: web.BaseRunner = (
+        ProblemAppRunner(create_admin_app(resources), access_log=None)
+        if admin
+        else web.ServerRunner(PublicApi(resources).server())
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(head + body[:sent])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write_eof()
+        await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    assert resources.metrics.dependency_errors.labels("postgresql")._value.get() == outages
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
