@@ -15,7 +15,9 @@ Hardened for production use:
 - `NOSCRIPT` (Redis restarted or flushed its script cache) reloads the script once and retries;
 - an error reply by which Redis refuses to serve for now (OOM, BUSY, LOADING, READONLY, …:
   store/refusals.py) raises `LeanRefusedError`, a connection error like a lost socket (503);
-- `AUTH`, `SELECT` and TLS (`rediss://`) come from the URL, like redis-py.
+- `AUTH`, `SELECT` and TLS (`rediss://`, with redis-py's URL options `ssl_ca_certs`,
+  `ssl_cert_reqs`, `ssl_check_hostname`, `ssl_certfile`/`ssl_keyfile`) come from the URL, like
+  redis-py, so a Redis with a certificate from a private CA serves the hot path too.
 """
 
 from __future__ import annotations
@@ -58,6 +60,21 @@ def _checked(reply: Any) -> Any:
 
 
 _ASKING = hiredis.pack_command(("ASKING",))
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS settings redis-py takes from a `rediss://` URL's query, for this connection."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    requirement = str(options.get("ssl_cert_reqs") or "required").lower()
+    if options.get("ssl_check_hostname") is False or requirement == "none":
+        context.check_hostname = False
+    if requirement == "none":
+        context.verify_mode = ssl.CERT_NONE
+    elif requirement == "optional":
+        context.verify_mode = ssl.CERT_OPTIONAL
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    return context
 
 
 class _Protocol(asyncio.Protocol):
@@ -203,7 +220,7 @@ class LeanScriptClient:
         if "path" in options:
             await loop.create_unix_connection(lambda: protocol, options["path"])
         else:
-            context = ssl.create_default_context() if self._tls else None
+            context = _tls_context(options) if self._tls else None
             transport, _ = await loop.create_connection(
                 lambda: protocol,
                 options.get("host", "localhost"),

