@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -85,6 +85,16 @@ async def advance_clock(admin: Client, headers: dict[str, str], seconds: float) 
         "/admin/v1/test-clock", json={"advance_seconds": seconds}, headers=headers
     )
     assert response.status == 200, await response.text()
+
+
+async def assert_outage(response: ClientResponse, dependency: str) -> None:
+    """`response` is the fail-closed answer to an outage of `dependency` ("Redis" or
+    "PostgreSQL"; SPEC §5): 503 problem JSON with Retry-After, naming it."""
+    text = await response.text()
+    assert response.status == 503, text
+    assert response.headers["Retry-After"]
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert dependency in text
 
 
 def activation_body(key: str, fingerprint: str = "server-a", **fields: Any) -> dict[str, Any]:

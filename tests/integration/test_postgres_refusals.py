@@ -21,7 +21,7 @@ from activation.config import Settings
 from activation.runtime import Resources, open_resources
 from activation.store.registry import LICENSE_LOAD_TIMEOUT_S
 from tests.conftest import _clean
-from tests.integration.helpers import Client, activation_body, create_license
+from tests.integration.helpers import Client, activation_body, assert_outage, create_license
 
 
 @contextlib.asynccontextmanager
@@ -56,14 +56,12 @@ async def licenses_locked(database_url: str | None) -> AsyncIterator[None]:
 
 
 async def _outage_after(request: Awaitable[ClientResponse]) -> float:
-    """Seconds until `request` was answered 503 with Retry-After, naming PostgreSQL."""
+    """Seconds until `request` was answered as a PostgreSQL outage (`assert_outage`)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     response = await asyncio.wait_for(request, 10)
     waited = loop.time() - started
-    text = await response.text()
-    assert response.status == 503, text
-    assert response.headers["Retry-After"] and "PostgreSQL" in text
+    await assert_outage(response, "PostgreSQL")
     return waited
 
 
