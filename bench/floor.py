@@ -5,15 +5,15 @@
 One `POST /v1/activations` route that reads and parses the JSON body, optionally runs one
 EVALSHA through the project's lean Redis client (`redis`), answers a small JSON body and
 optionally signs it with Ed25519: `sign` inline with libsodium, `nonces` with the server's
-`Signer` and its helper process of precomputed nonces. No validation, no decision, no
+`Signer` and its helper process of precomputed nonces. No field validation, no decision, no
 metrics. `--low-level` serves it the way the activation server's public API does: aiohttp's
-low-level `web.Server`, the body read with `request.content.read`, and the answer written as
-one buffer (`SignedJson`); without it, a `web.Application` answering with `web.Response` (the
-floor of the first sessions' tables, ≈ 13 µs of CPU per request dearer). `make bench` runs
-`floor.py PORT redis nonces --low-level` beside `bench/bare.py` and the activation server, so
-every run shows what the activation's logic costs above the plumbing it is built on; the
-README's benchmark section also quotes the other variants. With `--processes N` it starts N
-processes sharing the port (SO_REUSEPORT), as `bench/bare.py` does.
+low-level `web.Server`, the body read by the API's own `read_json_object`, and the answer
+written as one buffer (`SignedJson`); without it, a `web.Application` answering with
+`web.Response` (the floor of the first sessions' tables, ≈ 13 µs of CPU per request dearer).
+`make bench` runs `floor.py PORT redis nonces --low-level` beside `bench/bare.py` and the
+activation server, so every run shows what the activation's logic costs above the plumbing it
+is built on; the README's benchmark section also quotes the other variants. With
+`--processes N` it starts N processes sharing the port (SO_REUSEPORT), as `bench/bare.py` does.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from bare import health, serve_runner  # bench/ is on sys.path when run as a scr
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.signing import SigningKey
 
-from activation.api.nonces import NonceSource
+from activation.api.parsing import read_json_object
 from activation.api.signing import Signer
 from activation.api.wire import SignedJson
 from activation.cli import supervise
@@ -50,13 +50,10 @@ def make_handler(
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         if low_level and request.path == "/readyz":
             return await health(request)
-        if low_level:  # as the API reads it (activation/api/parsing.py): to the body's end
-            raw = await request.content.read(8193)
-            while not request.content.at_eof():
-                raw += await request.content.read(8193)
+        if low_level:  # as the API reads its bodies
+            data = await read_json_object(request)
         else:
-            raw = await request.read()
-        data = orjson.loads(raw)
+            data = orjson.loads(await request.read())
         if use_redis:
             await client.evalsha([f"floor:{{s1}}:lic:{data['license_key']}"], [data["fingerprint"]])
         body = orjson.dumps({"valid": True, "code": "VALID", "nonce": data.get("nonce")})
@@ -88,18 +85,9 @@ def make_app(redis_url: str, use_redis: bool, sign: bool, nonces: bool) -> web.A
     return app
 
 
-@contextlib.asynccontextmanager
-async def signing_nonces(signer: Signer | None) -> AsyncIterator[None]:
+def signing_nonces(signer: Signer | None) -> contextlib.AbstractAsyncContextManager[object]:
     """The helper process of precomputed nonces while serving, when signing with them."""
-    if signer is None:
-        yield
-        return
-    source = NonceSource()
-    signer.attach(source)
-    try:
-        yield
-    finally:
-        source.close()
+    return contextlib.nullcontext() if signer is None else signer.precomputed_nonces()
 
 
 async def _serve(port: int, parts: frozenset[str], reuse_port: bool, low_level: bool) -> None:

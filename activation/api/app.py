@@ -89,13 +89,8 @@ class PublicApi:
         if not self.resources.settings.signing_nonce_helper:
             yield None
             return
-        source = NonceSource()
-        self.signer.attach(source)
-        try:
+        async with self.signer.precomputed_nonces() as source:
             yield source
-        finally:
-            self.signer.attach(None)
-            source.close()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every answer is problem JSON on error and 503 with Retry-After on an outage

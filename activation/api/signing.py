@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 from binascii import b2a_base64
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -70,6 +72,18 @@ class Signer:
     def attach(self, nonces: NonceSource | None) -> None:
         """Sign with `nonces`' precomputed pairs from now on (None: inline only)."""
         self._nonces = nonces
+
+    @contextlib.asynccontextmanager
+    async def precomputed_nonces(self) -> AsyncIterator[NonceSource]:
+        """A helper process of precomputed nonces (activation/api/nonces.py), signed with while
+        the block runs; stopped, and inline signing again, when it ends."""
+        source = NonceSource()
+        self.attach(source)
+        try:
+            yield source
+        finally:
+            self.attach(None)
+            source.close()
 
     def header(self, body: bytes) -> str:
         pair = None if self._nonces is None else self._nonces.take()
