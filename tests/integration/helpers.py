@@ -144,11 +144,13 @@ async def raw_exchange(
     *,
     admin: bool = False,
     app: web.Application | None = None,
+    half_close: bool = False,
 ) -> bytes:
     """`raw` sent to the public API's own server (`PublicApi.server()`), or to the admin app
     (or `app`) served as `activation-server` and `fraud-worker` serve theirs
     (`ProblemAppRunner`), everything it answers until it closes the connection. A sequence of
-    parts is sent part by part, 50 ms apart (a body arriving in several TCP segments)."""
+    parts is sent part by part, 50 ms apart (a body arriving in several TCP segments);
+    `half_close` then closes the sending side 50 ms later (a client gone mid-request)."""
     runner: web.BaseRunner
     if app is not None:
         runner = ProblemAppRunner(app, access_log=None)
@@ -167,6 +169,9 @@ async def raw_exchange(
                 await asyncio.sleep(0.05)
             writer.write(part)
             await writer.drain()
+        if half_close:
+            await asyncio.sleep(0.05)
+            writer.write_eof()
         answer = await asyncio.wait_for(reader.read(), timeout=10)
         writer.close()
         return answer

@@ -4,16 +4,10 @@ multipart. Each gets its 4xx or its normal answer, never a 5xx."""
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 import pytest
-from aiohttp import web
 
-from activation.admin.app import create_admin_app
 from activation.api import parsing as api_parsing
-from activation.api.app import PublicApi
-from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
 from fraud.cli import health_app
 from fraud.escalation import DEFAULT_LADDER
@@ -190,27 +184,18 @@ async def test_a_body_in_several_segments_is_read_whole(
         if admin
         else activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ", "segmented-server")
     )
-    head = request(
-        b"POST",
-        path.encode(),
-        b"Content-Type: application/json",
-        *([f"Authorization: {admin_headers['Authorization']}".encode()] if admin else []),
-        body=body,
-    )
-    head, body_bytes = head[: len(head) - len(body)], body
-    answer = await raw_exchange(
-        resources,
-        [head + body_bytes[:split_at], body_bytes[split_at:]],
-        admin=admin,
-    )
+    head = _json_post(path, body, admin_headers)[: -len(body)]
+    answer = await raw_exchange(resources, [head + body[:split_at], body[split_at:]], admin=admin)
     status_line = answer.split(b"\r\n", 1)[0]
     assert status_line in (b"HTTP/1.1 200 OK", b"HTTP/1.1 201 Created"), answer[:400]
 
 
-def _activation_request(body: bytes, *headers: bytes) -> bytes:
-    return request(
-        b"POST", b"/v1/activations", b"Content-Type: application/json", *headers, body=body
-    )
+def _json_post(path: str, body: bytes, admin_headers: dict[str, str] | None = None) -> bytes:
+    """A POST of the JSON `body` to `path`, with the admin token on an admin path."""
+    token = []
+    if path.startswith("/admin") and admin_headers is not None:
+        token = [f"Authorization: {admin_headers['Authorization']}".encode()]
+    return request(b"POST", path.encode(), b"Content-Type: application/json", *token, body=body)
 
 
 async def test_a_body_that_stops_arriving_is_408(
@@ -220,8 +205,7 @@ async def test_a_body_that_stops_arriving_is_408(
     and closed after the body timeout instead of being held."""
     monkeypatch.setattr(api_parsing, "BODY_TIMEOUT_SECONDS", 0.3)
     body = orjson.dumps(activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"))
-    whole = _activation_request(body)
-    answer = await raw_exchange(resources, [whole[:-20]])
+    answer = await raw_exchange(resources, _json_post("/v1/activations", body)[:-20])
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
     assert b"application/problem+json" in answer
 
@@ -258,37 +242,9 @@ async def test_a_client_gone_before_its_body_is_no_outage(
     it must not count as a dependency outage (the lost connection is an OSError, which the
     error mapping would take for PostgreSQL's) nor be logged as a failure."""
     body = orjson.dumps(activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"))
-    whole = (
-        request(
-            b"POST",
-            b"/admin/v1/customers",
-            b"Content-Type: application/json",
-            f"Authorization: {admin_headers['Authorization']}".encode(),
-            body=body,
-        )
-        if admin
-        else _activation_request(body)
-    )
-    head = whole[: len(whole) - len(body)]
+    path = "/admin/v1/customers" if admin else "/v1/activations"
+    head = _json_post(path, body, admin_headers)[: -len(body)]
     outages = resources.metrics.dependency_errors.labels("postgresql")._value.get()
-    runner: web.BaseRunner = (
-        ProblemAppRunner(create_admin_app(resources), access_log=None)
-        if admin
-        else web.ServerRunner(PublicApi(resources).server())
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
-        writer.write(head + body[:sent])
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.write_eof()
-        await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-        await asyncio.sleep(0.05)
-    finally:
-        await runner.cleanup()
+    await raw_exchange(resources, head + body[:sent], admin=admin, half_close=True)
     assert resources.metrics.dependency_errors.labels("postgresql")._value.get() == outages
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
