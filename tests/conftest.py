@@ -14,10 +14,12 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import RawTestServer, TestClient
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestClient
 
 from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
+from activation.api.fastlane import FastLaneServer
 from activation.config import RateLimits, Settings
 from activation.embedded import embedded_postgres, embedded_redis, reachable
 from activation.runtime import Resources, open_resources
@@ -148,9 +150,21 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
     await _drop_prefix(settings.redis_url, settings.redis_prefix)
 
 
+class PublicTestServer(BaseTestServer):  # type: ignore[type-arg]
+    """The public API served as `activation-server` serves it: `PublicApi.server()`, fast lane
+    included; `web_server.lane_answers` counts what the lane answered."""
+
+    def __init__(self, api: PublicApi) -> None:
+        super().__init__(host="127.0.0.1")
+        self.web_server: FastLaneServer = api.server()
+
+    async def _make_runner(self, **kwargs: Any) -> web.ServerRunner:
+        return web.ServerRunner(self.web_server, **kwargs)
+
+
 @pytest.fixture
 async def public_client(resources: Resources, aiohttp_client: Any) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = await aiohttp_client(RawTestServer(PublicApi(resources).handle))
+    client: TestClient[Any, Any] = await aiohttp_client(PublicTestServer(PublicApi(resources)))
     return client
 
 

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import orjson
@@ -23,17 +24,29 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
 from activation.api.expect import expect_continue
+from activation.api.fastlane import FastLaneServer
 from activation.api.nonces import NonceSource
 from activation.api.openapi import openapi_handler
-from activation.api.parsing import parse_activation, parse_deactivation, read_json_object
-from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, problem_answer
+from activation.api.parsing import (
+    json_object,
+    parse_activation,
+    parse_deactivation,
+    read_json_object,
+)
+from activation.api.problems import (
+    RETRY_AFTER_SECONDS,
+    ProblemError,
+    failure_answer,
+    problem_answer,
+)
 from activation.api.signing import Signer
-from activation.api.wire import ProblemServer, SignedJson
+from activation.api.wire import SignedJson, response_bytes, signed_json_bytes
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+_KEEP_ALIVE_200 = b"HTTP/1.1 200 OK\r\n"  # the fast lane serves HTTP/1.1 keep-alive only
 
 
 class EventIds:
@@ -79,8 +92,8 @@ class PublicApi:
             allowed.setdefault(path, set()).add(method)
         self._allowed = {path: sorted(methods) for path, methods in allowed.items()}
 
-    def server(self) -> web.Server:
-        return ProblemServer(self.handle, access_log=None)
+    def server(self) -> FastLaneServer:
+        return FastLaneServer(self.handle, self.lane_activation, access_log=None)
 
     @contextlib.asynccontextmanager
     async def signing_nonces(self) -> AsyncIterator[NonceSource | None]:
@@ -117,11 +130,32 @@ class PublicApi:
         raise web.HTTPNotFound()
 
     def _count_outage(self, request: web.BaseRequest, dependency: str) -> None:
+        self._count_lane_outage(dependency)
+
+    def _count_lane_outage(self, dependency: str) -> None:
         self._metrics.dependency_errors.labels(dependency).inc()
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
+        return self._signed(
+            await self._activation(await read_json_object(request), request.remote or "unknown")
+        )
+
+    async def lane_activation(self, body: bytes, ip: str) -> bytes:
+        """The whole HTTP answer to an activation the fast lane took (api/fastlane.py): the
+        same work as `activate`, errors mapped as `handle` maps them. Never raises."""
+        try:
+            answer = await self._activation(json_object(body), ip)
+        except Exception as error:
+            problem = failure_answer(error, "POST /v1/activations", self._count_lane_outage)
+            self._metrics.count_response(problem.status)
+            return response_bytes(problem)
+        self._metrics.count_response(200)
+        return signed_json_bytes(_KEEP_ALIVE_200, self.signer.header(answer).encode(), answer)
+
+    async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
+        """The signed body of the answer to the activation `data` from `ip`."""
         started = time.perf_counter()
-        body = parse_activation(await read_json_object(request))
+        body = parse_activation(data)
         now = await self._clock.now()
         metrics = self._metrics
         store_started = time.perf_counter()
@@ -131,7 +165,7 @@ class PublicApi:
                 fingerprint=body.fingerprint,
                 hostname=body.hostname,
                 version=body.version_text,
-                ip=request.remote or "unknown",
+                ip=ip,
                 event_id=self._event_ids.next(),
             ),
             now,
@@ -144,7 +178,7 @@ class PublicApi:
         code, answer = self._answerer.answer(body, recorded, releases, now)
         metrics.activations_by_code[code].inc()
         metrics.activation_latency.observe(time.perf_counter() - started)
-        return self._signed(answer)
+        return answer
 
     async def deactivate(self, request: web.BaseRequest) -> web.StreamResponse:
         body = parse_deactivation(await read_json_object(request))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -137,13 +138,28 @@ def problem_answer(
             raise error
         allow = error.headers.get("Allow")
         return problem(error.status, error.reason, headers={"Allow": allow} if allow else None)
+    return failure_answer(
+        error,
+        f"{request.method} {request.path}",
+        None if on_outage is None else functools.partial(on_outage, request),
+    )
+
+
+def failure_answer(
+    error: Exception, what: str, on_outage: Callable[[str], None] | None = None
+) -> web.Response:
+    """503 with Retry-After when `error` is an outage of a dependency (`on_outage` is told
+    which), else 500 and the failure logged with `what` failed. Everything but ProblemError
+    and aiohttp's HTTP errors: the fast lane (api/fastlane.py) maps its errors here too."""
+    if isinstance(error, ProblemError):
+        return error.response()
     dependency = unreachable_dependency(error)
     if dependency is None:
-        log.error("%s %s failed", request.method, request.path, exc_info=error)
+        log.error("%s failed", what, exc_info=error)
         return problem(500, "internal error; the failure was logged")
     label, name = dependency
     if on_outage is not None:
-        on_outage(request, label)
+        on_outage(label)
     return problem(
         503, f"{name} is unavailable; try again shortly",
         headers={"Retry-After": RETRY_AFTER_SECONDS},

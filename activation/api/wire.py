@@ -55,12 +55,7 @@ class SignedJson(web.StreamResponse):
             head = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
         else:
             head = b"HTTP/%d.%d 200 OK\r\n" % (version.major, version.minor)
-        body = self._answer
-        await writer.write(
-            b"%sContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n"
-            b"Date: %s\r\nServer: %s\r\n\r\n%s"
-            % (head, self._signature, len(body), rfc822_formatted_time().encode(), _SERVER, body)
-        )
+        await writer.write(signed_json_bytes(head, self._signature, self._answer))
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:
@@ -75,7 +70,37 @@ class SignedJson(web.StreamResponse):
         self._payload_writer = None
 
 
-class _ProblemRequestHandler(web.RequestHandler):
+def signed_json_bytes(head: bytes, signature: bytes, body: bytes) -> bytes:
+    """A 200 answer of JSON `body` signed with `signature` as one buffer; `head` is the status
+    line and any Connection header."""
+    return (
+        b"%sContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n"
+        b"Date: %s\r\nServer: %s\r\n\r\n%s"
+        % (head, signature, len(body), rfc822_formatted_time().encode(), _SERVER, body)
+    )
+
+
+def response_bytes(response: web.Response) -> bytes:
+    """A small, complete `web.Response` (a problem answer) as the bytes of an HTTP/1.1
+    keep-alive answer with the headers aiohttp would send: its own, Content-Length, Date and
+    Server."""
+    body = response.body
+    assert isinstance(body, bytes), "only answers with a body of bytes"
+    fields = b"".join(
+        b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in response.headers.items()
+    )
+    return b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nDate: %s\r\nServer: %s\r\n\r\n%s" % (
+        response.status,
+        response.reason.encode(),
+        fields,
+        len(body),
+        rfc822_formatted_time().encode(),
+        _SERVER,
+        body,
+    )
+
+
+class ProblemRequestHandler(web.RequestHandler):
     """aiohttp answers a request it cannot parse (an unknown method, a malformed request line
     or header, a bad chunk) before any handler runs, in plain text; here such answers are
     problem JSON like every other 4xx of the API. 5xx answers stay aiohttp's (they come from
@@ -104,7 +129,7 @@ class ProblemServer(web.Server):
     """`web.Server` whose connections answer unparseable requests with problem JSON."""
 
     def __call__(self) -> web.RequestHandler:
-        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 class ProblemAppRunner(web.AppRunner):
