@@ -150,7 +150,7 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
     await _drop_prefix(settings.redis_url, settings.redis_prefix)
 
 
-class PublicTestServer(BaseTestServer):  # type: ignore[type-arg]
+class PublicTestServer(BaseTestServer):
     """The public API served as `activation-server` serves it: `PublicApi.server()`, fast lane
     included; `web_server.lane_answers` counts what the lane answered."""
 

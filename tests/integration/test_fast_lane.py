@@ -114,7 +114,7 @@ async def test_requests_arriving_during_an_answer_are_answered_in_order(
     port, server = lane
     hot = resources.store.hot_client
     assert hot is not None
-    resources.store._hot = _Slow(hot)  # type: ignore[assignment]
+    resources.store._hot = _Slow(hot)
     requests = [post(activation_body(key, nonce=f"nonce-{n}")) for n in range(4)]
     try:
         answers = await exchange(port, requests, 4)
@@ -198,7 +198,7 @@ async def test_a_redis_outage_in_the_lane_is_503_with_retry_after(
     hot = resources.store.hot_client
     assert hot is not None
     await hot.aclose()
-    resources.store._hot = _Unreachable()  # type: ignore[assignment]
+    resources.store._hot = _Unreachable()
     try:
         [(status, headers, body)] = await exchange(port, [post(activation_body(key))], 1)
     finally:
