@@ -37,8 +37,12 @@ class KeyLayout:
     def shard_of(self, license_key: str) -> int:
         return zlib.crc32(license_key.encode()) % self.shards
 
+    def tag_of(self, license_key: str) -> str:
+        """The hash-tagged prefix of every key of this license (and of its shard's stream)."""
+        return self._tags[self.shard_of(license_key)]
+
     def for_license(self, license_key: str, minute: int) -> LicenseKeys:
-        tag = self._tags[self.shard_of(license_key)]
+        tag = self.tag_of(license_key)
         return LicenseKeys(
             license=f"{tag}:lic:{license_key}",
             installations=f"{tag}:inst:{license_key}",

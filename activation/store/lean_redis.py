@@ -149,6 +149,7 @@ class LeanScriptClient:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._packed_heads: dict[int, bytes] = {}  # arity -> "EVALSHA <sha>" of packed calls
 
     async def evalsha(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         # `_connected()` inlined: one coroutine frame less on every activation.
@@ -165,6 +166,30 @@ class LeanScriptClient:
                 reply = await protocol.send(hiredis.pack_command(command))
             return _checked(reply)
         return reply
+
+    async def evalsha_packed(self, arity: int, packed: bytes) -> Any:
+        """`evalsha` of keys and arguments already packed as RESP (store/packing.py): `packed`
+        holds `arity` items, from the number of keys on."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connect()
+        if len(protocol.waiters) >= self._max_in_flight:
+            raise LeanConnectionError("too many Redis requests in flight")
+        reply = await protocol.send(self._packed_head(arity) + packed)
+        if isinstance(reply, hiredis.ReplyError):
+            if str(reply).startswith("NOSCRIPT"):
+                await self._load_script(protocol)
+                reply = await protocol.send(self._packed_head(arity) + packed)
+            return _checked(reply)
+        return reply
+
+    def _packed_head(self, arity: int) -> bytes:
+        head = self._packed_heads.get(arity)
+        if head is None:
+            sha = (self._sha or "").encode()
+            head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (arity + 2, len(sha), sha)
+            self._packed_heads[arity] = head
+        return head
 
     async def evalsha_asking(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """EVALSHA preceded by ASKING on the same connection (a cluster slot being imported
@@ -253,6 +278,7 @@ class LeanScriptClient:
         command = ("SCRIPT", "LOAD", self._script)
         reply = _checked(await protocol.send(hiredis.pack_command(command)))  # type: ignore[arg-type]
         self._sha = reply.decode()
+        self._packed_heads.clear()
 
     async def _watch(self) -> None:
         """Close a connection whose replies stopped while requests wait (a stuck Redis)."""

@@ -18,6 +18,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from activation.licensing.model import CaseStage, InstallationState, License
 from activation.store.keys import KeyLayout
+from activation.store.lean_redis import LeanScriptClient
+from activation.store.packing import ScriptCallPacker
 from activation.store.refusals import is_refusal
 
 LicenseLoader = Callable[[str], Awaitable[License | None]]
@@ -141,8 +143,24 @@ class ActivationStore:
         self._limits = limits
         self._loader = loader
         self._script = redis.register_script(ACTIVATE_SCRIPT)
-        self._hot = hot_client
         self._cache_counters = cache_counters
+        self._packer = ScriptCallPacker(
+            layout,
+            limits.active_window_seconds,
+            limits.leak_window_seconds,
+            (limits.ip_per_minute, limits.key_per_minute, limits.unknown_per_minute),
+            limits.negative_ttl_seconds,
+        )
+        self.use_hot_client(hot_client)
+
+    def use_hot_client(self, hot_client: HotScriptClient | None) -> None:
+        """Run the activation script through `hot_client` from now on (None: redis-py). The
+        single-node lean client takes the call packed (store/packing.py); a cluster routes by
+        the first key, and redis-py packs for itself: both get the lists."""
+        self._hot = hot_client
+        self._packed_call: Callable[[int, bytes], Awaitable[Any]] | None = None
+        if isinstance(hot_client, LeanScriptClient):
+            self._packed_call = hot_client.evalsha_packed
 
     @property
     def hot_client(self) -> HotScriptClient | None:
@@ -158,6 +176,34 @@ class ActivationStore:
 
     async def _run(self, op: str, request: ActivationRequest, now: datetime) -> ScriptOutcome:
         stamp = now.timestamp()
+        packed_call = self._packed_call
+        packed = None if packed_call is None else self._packer.pack(op, stamp, *request)
+        if packed is not None:
+            assert packed_call is not None
+            try:
+                reply: list[Any] = await packed_call(ScriptCallPacker.ARITY, packed)
+            except REDIS_OUTAGES as error:
+                raise StoreUnavailable(str(error)) from error
+        else:
+            reply = await self._call(*self.script_call(op, stamp, request))
+        if self._cache_counters is not None and reply[0] in (b"OK", b"NF"):
+            self._cache_counters.cache_hits.inc()
+        if reply[0] == b"MISS":
+            if self._cache_counters is not None:
+                self._cache_counters.cache_misses.inc()
+            license = await self._loader(request.license_key)
+            script_keys, args = self.script_call(op, stamp, request)
+            if license is None:
+                args[13] = "-"
+            else:
+                args[13], args[14], args[15] = _cache_fields(license)
+            reply = await self._call(script_keys, args)
+        return self._outcome(reply)
+
+    def script_call(
+        self, op: str, stamp: float, request: ActivationRequest
+    ) -> tuple[list[str], list[Any]]:
+        """The activation script's KEYS and ARGV (activate.lua); ARGV 14-16 are the fill."""
         minute, second = divmod(int(stamp), 60)
         keys = self._layout.for_license(request.license_key, minute)
         ip_counter, unknown_counter = self._layout.client_counters(keys.tag, request.ip, minute)
@@ -191,19 +237,7 @@ class ActivationStore:
             limits.negative_ttl_seconds,
             request.license_key,
         ]
-        reply = await self._call(script_keys, args)
-        if self._cache_counters is not None and reply[0] in (b"OK", b"NF"):
-            self._cache_counters.cache_hits.inc()
-        if reply[0] == b"MISS":
-            if self._cache_counters is not None:
-                self._cache_counters.cache_misses.inc()
-            license = await self._loader(request.license_key)
-            if license is None:
-                args[13] = "-"
-            else:
-                args[13], args[14], args[15] = _cache_fields(license)
-            reply = await self._call(script_keys, args)
-        return self._outcome(reply)
+        return script_keys, args
 
     async def _call(self, keys: list[str], args: list[Any]) -> list[Any]:
         try:

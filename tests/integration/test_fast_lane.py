@@ -114,12 +114,12 @@ async def test_requests_arriving_during_an_answer_are_answered_in_order(
     port, server = lane
     hot = resources.store.hot_client
     assert hot is not None
-    resources.store._hot = _Slow(hot)
+    resources.store.use_hot_client(_Slow(hot))
     requests = [post(activation_body(key, nonce=f"nonce-{n}")) for n in range(4)]
     try:
         answers = await exchange(port, requests, 4)
     finally:
-        resources.store._hot = hot
+        resources.store.use_hot_client(hot)
     assert [orjson.loads(body)["nonce"] for _, _, body in answers] == [
         f"nonce-{n}" for n in range(4)
     ]
@@ -198,11 +198,11 @@ async def test_a_redis_outage_in_the_lane_is_503_with_retry_after(
     hot = resources.store.hot_client
     assert hot is not None
     await hot.aclose()
-    resources.store._hot = _Unreachable()
+    resources.store.use_hot_client(_Unreachable())
     try:
         [(status, headers, body)] = await exchange(port, [post(activation_body(key))], 1)
     finally:
-        resources.store._hot = hot
+        resources.store.use_hot_client(hot)
     assert (status, headers["retry-after"]) == (503, "2")
     assert b"Redis" in body
     assert server.lane_answers == 1

@@ -33,6 +33,20 @@ async def test_script_cache_flush_is_survived(server_urls: tuple[str, str]) -> N
         await admin.aclose()
 
 
+async def test_a_packed_call_survives_a_script_cache_flush(server_urls: tuple[str, str]) -> None:
+    """`evalsha_packed` (store/packing.py's calls): the same NOSCRIPT reload as `evalsha`."""
+    client = LeanScriptClient(server_urls[1], ECHO)
+    admin = aioredis.Redis.from_url(server_urls[1])
+    packed = b"$1\r\n1\r\n$1\r\nk\r\n$1\r\nv\r\n"  # numkeys, KEYS[1], ARGV[1]
+    try:
+        assert await client.evalsha_packed(3, packed) == [b"k", b"v"]
+        await admin.script_flush()
+        assert await client.evalsha_packed(3, packed) == [b"k", b"v"]
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
 async def test_reconnects_after_the_connection_is_killed(server_urls: tuple[str, str]) -> None:
     client = LeanScriptClient(server_urls[1], ECHO)
     admin = aioredis.Redis.from_url(server_urls[1])
