@@ -5,6 +5,7 @@ input — and the requests it leaves to aiohttp are still answered."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -136,25 +137,26 @@ async def test_pipelined_requests_go_to_aiohttp_in_order(
     assert server.lane_answers == 0
 
 
-async def test_a_head_in_pieces_is_taken_once_whole(
-    lane: tuple[int, FastLaneServer], key: str
+@pytest.mark.parametrize(
+    ("what", "cuts", "lane_answers"),
+    [
+        ("a head in three pieces is taken once whole", (3, 40), 1),
+        ("a body in two pieces is left to aiohttp, which reads it whole", (-30,), 0),
+    ],
+)
+async def test_a_request_in_pieces(
+    lane: tuple[int, FastLaneServer],
+    key: str,
+    what: str,
+    cuts: tuple[int, ...],
+    lane_answers: int,
 ) -> None:
     port, server = lane
     raw = post(activation_body(key))
-    answers = await exchange(port, [raw[:3], raw[3:40], raw[40:]], 1)
-    assert answers[0][0] == 200
-    assert server.lane_answers == 1
-
-
-async def test_a_body_in_pieces_is_left_to_aiohttp_which_reads_it_whole(
-    lane: tuple[int, FastLaneServer], key: str
-) -> None:
-    port, server = lane
-    raw = post(activation_body(key))
-    split = raw.index(b"\r\n\r\n") + 10
-    answers = await exchange(port, [raw[:split], raw[split:]], 1)
+    edges = [0, *(cut % len(raw) for cut in cuts), len(raw)]
+    answers = await exchange(port, [raw[a:b] for a, b in itertools.pairwise(edges)], 1)
     assert answers[0][0] == 200, answers[0][2]
-    assert server.lane_answers == 0
+    assert server.lane_answers == lane_answers
 
 
 async def test_connection_close_is_left_to_aiohttp_which_closes(
