@@ -40,13 +40,12 @@ from activation.api.problems import (
     problem_answer,
 )
 from activation.api.signing import Signer
-from activation.api.wire import SignedJson, response_bytes, signed_json_bytes
+from activation.api.wire import KEEP_ALIVE_200, SignedJson, response_bytes, signed_json_bytes
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-_KEEP_ALIVE_200 = b"HTTP/1.1 200 OK\r\n"  # the fast lane serves HTTP/1.1 keep-alive only
 
 
 class EventIds:
@@ -130,9 +129,9 @@ class PublicApi:
         raise web.HTTPNotFound()
 
     def _count_outage(self, request: web.BaseRequest, dependency: str) -> None:
-        self._count_lane_outage(dependency)
+        self._count_unavailable(dependency)
 
-    def _count_lane_outage(self, dependency: str) -> None:
+    def _count_unavailable(self, dependency: str) -> None:
         self._metrics.dependency_errors.labels(dependency).inc()
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -146,11 +145,11 @@ class PublicApi:
         try:
             answer = await self._activation(json_object(body), ip)
         except Exception as error:
-            problem = failure_answer(error, "POST /v1/activations", self._count_lane_outage)
+            problem = failure_answer(error, "POST /v1/activations", self._count_unavailable)
             self._metrics.count_response(problem.status)
             return response_bytes(problem)
         self._metrics.count_response(200)
-        return signed_json_bytes(_KEEP_ALIVE_200, self.signer.header(answer).encode(), answer)
+        return signed_json_bytes(KEEP_ALIVE_200, self.signer.header(answer).encode(), answer)
 
     async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
         """The signed body of the answer to the activation `data` from `ip`."""

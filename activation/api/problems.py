@@ -131,8 +131,6 @@ def problem_answer(
       Retry-After (fail closed), reported to `on_outage` with "redis" or "postgresql".
     - Anything else is a bug: logged, answered 500 (never caused by client input, SPEC §5).
     """
-    if isinstance(error, ProblemError):
-        return error.response()
     if isinstance(error, web.HTTPException):
         if error.status < 400:
             raise error
@@ -148,9 +146,10 @@ def problem_answer(
 def failure_answer(
     error: Exception, what: str, on_outage: Callable[[str], None] | None = None
 ) -> web.Response:
-    """503 with Retry-After when `error` is an outage of a dependency (`on_outage` is told
-    which), else 500 and the failure logged with `what` failed. Everything but ProblemError
-    and aiohttp's HTTP errors: the fast lane (api/fastlane.py) maps its errors here too."""
+    """`ProblemError` as raised; 503 with Retry-After when `error` is an outage of a
+    dependency (`on_outage` is told which); else 500, logged with `what` failed. Everything
+    but aiohttp's HTTP errors, which only aiohttp's routes raise: the fast lane
+    (api/fastlane.py) maps its errors here directly."""
     if isinstance(error, ProblemError):
         return error.response()
     dependency = unreachable_dependency(error)

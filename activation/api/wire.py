@@ -27,6 +27,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from activation.api.problems import problem
 
 _SERVER = SERVER_SOFTWARE.encode()
+KEEP_ALIVE_200 = b"HTTP/1.1 200 OK\r\n"  # an HTTP/1.1 keep-alive answer needs no Connection
 
 
 class SignedJson(web.StreamResponse):
@@ -48,7 +49,7 @@ class SignedJson(web.StreamResponse):
         writer = self._payload_writer = request.writer
         version = request.version
         if version == HttpVersion11 and keep_alive:
-            head = b"HTTP/1.1 200 OK\r\n"
+            head = KEEP_ALIVE_200
         elif version == HttpVersion11:
             head = b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
         elif version == HttpVersion10 and keep_alive:

@@ -152,24 +152,17 @@ class LeanScriptClient:
         self._packed_heads: dict[int, bytes] = {}  # arity -> "EVALSHA <sha>" of packed calls
 
     async def evalsha(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        # `_connected()` inlined: one coroutine frame less on every activation.
-        protocol = self._protocol
-        if protocol is None or protocol.closed:
-            protocol = await self._connect()
-        if len(protocol.waiters) >= self._max_in_flight:
-            raise LeanConnectionError("too many Redis requests in flight")
-        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
-        reply = await protocol.send(hiredis.pack_command(command))
-        if isinstance(reply, hiredis.ReplyError):
-            if str(reply).startswith("NOSCRIPT"):
-                await self._load_script(protocol)
-                reply = await protocol.send(hiredis.pack_command(command))
-            return _checked(reply)
-        return reply
+        """EVALSHA of the script with `keys` and `args`, packed by hiredis."""
+        packed = hiredis.pack_command((len(keys), *keys, *args))
+        # hiredis heads what it packs with the item count ("*N\r\n"); the command's own head,
+        # EVALSHA and the sha included, is `evalsha_packed`'s.
+        tail = packed[packed.index(b"\r\n") + 2 :]
+        return await self.evalsha_packed(1 + len(keys) + len(args), tail)
 
     async def evalsha_packed(self, arity: int, packed: bytes) -> Any:
-        """`evalsha` of keys and arguments already packed as RESP (store/packing.py): `packed`
-        holds `arity` items, from the number of keys on."""
+        """EVALSHA of keys and arguments already packed as RESP (store/packing.py, or
+        `evalsha`): `packed` holds `arity` items, from the number of keys on. The hot call:
+        `_connected()` is inlined, one coroutine frame less per activation."""
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
