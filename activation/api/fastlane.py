@@ -11,8 +11,9 @@ request, so the connection handler here recognises exactly that shape in the byt
     after it; no Transfer-Encoding, Expect, Upgrade, Content-Encoding, Trailer or TE, and no
     Connection other than keep-alive
 
-and answers it through `PublicApi.lane_activation` (the same parse, store call, decision and
-signature as the aiohttp route), writing the answer as one buffer. Anything else — another
+and answers it through `PublicApi.lane_start` (the same parse, store call, decision and
+signature as the aiohttp route), writing the answer as one buffer when it is ready (usually
+from the Redis reply's own callback: api/lane_call.py). Anything else — another
 path or method, HTTP/1.0, a body still arriving, pipelined requests, an unusual header —
 goes, byte for byte, to aiohttp's own parser and the route handlers, and that connection
 stays with aiohttp from then on. So the lane decides nothing a client could tell apart, and
@@ -26,9 +27,8 @@ graceful shutdown waiting for the answer in flight, no write to a closed connect
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -36,7 +36,8 @@ from aiohttp import web
 from activation.api.parsing import MAX_BODY_BYTES
 from activation.api.wire import ProblemRequestHandler, ProblemServer
 
-LaneAnswerer = Callable[[bytes, str], Awaitable[bytes]]
+# (body, client address, deliver): calls deliver with the whole HTTP answer, once, now or later.
+LaneAnswerer = Callable[[bytes, str, Callable[[bytes], None]], None]
 
 _REQUEST_LINE: Final = b"POST /v1/activations HTTP/1.1\r\n"
 MAX_HEAD_BYTES: Final = 8192
@@ -109,7 +110,6 @@ class FastLaneHandler(ProblemRequestHandler):
         self._lane_buffer = b""
         self._lane_ip: str | None = None
         self._lane_paused = False
-        self._lane_task: asyncio.Task[None] | None = None  # referenced while it runs
 
     def data_received(self, data: bytes) -> None:
         if not self._lane_open:
@@ -137,24 +137,22 @@ class FastLaneHandler(ProblemRequestHandler):
             self._lane_busy = True
             self._request_in_progress = True  # shutdown() waits for the answer
             self._lane_server.lane_answers += 1
-            self._lane_task = self._loop.create_task(self._answer(body))
+            ip = self._lane_ip
+            if ip is None:
+                peer = self.peername
+                ip = str(peer[0]) if isinstance(peer, tuple) else str(peer or "unknown")
+                self._lane_ip = ip
+            self._answerer(body, ip, self._deliver)
 
-    async def _answer(self, body: bytes) -> None:
-        ip = self._lane_ip
-        if ip is None:
-            peer = self.peername
-            ip = self._lane_ip = str(peer[0]) if isinstance(peer, tuple) else str(peer or "unknown")
-        try:
-            answer = await self._answerer(body, ip)
-            transport = self.transport
-            if transport is not None:  # None: the client left, or the server closed it
-                transport.write(answer)
-        finally:
-            self._lane_busy = False
-            self._request_in_progress = False
-            if self._handler_waiter is not None and not self._handler_waiter.done():
-                self._handler_waiter.set_result(None)
-        self._lane_task = None
+    def _deliver(self, answer: bytes) -> None:
+        """The answer to the request in flight (maybe before `_answerer` has returned)."""
+        transport = self.transport
+        if transport is not None:  # None: the client left, or the server closed it
+            transport.write(answer)
+        self._lane_busy = False
+        self._request_in_progress = False
+        if self._handler_waiter is not None and not self._handler_waiter.done():
+            self._handler_waiter.set_result(None)
         self._keep_alive_from_now()
         if self.transport is not None:
             if self._lane_paused:

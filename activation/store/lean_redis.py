@@ -28,7 +28,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis.connection import parse_url
@@ -49,17 +49,31 @@ class LeanRefusedError(LeanConnectionError):
         self.code = code
 
 
+def reply_exception(reply: hiredis.ReplyError) -> Exception:
+    """What an error reply is raised as: LeanRefusedError when it is a refusal."""
+    code = refusal_code(str(reply))
+    return reply if code is None else LeanRefusedError(code, str(reply))
+
+
 def _checked(reply: Any) -> Any:
-    """`reply`, unless it is an error reply: raised, as LeanRefusedError when it is a refusal."""
+    """`reply`, unless it is an error reply: raised (`reply_exception`)."""
     if isinstance(reply, hiredis.ReplyError):
-        code = refusal_code(str(reply))
-        if code is not None:
-            raise LeanRefusedError(code, str(reply))
-        raise reply
+        raise reply_exception(reply)
     return reply
 
 
 _ASKING = hiredis.pack_command(("ASKING",))
+
+
+class ReplyWaiter(Protocol):
+    """What waits for one reply: an asyncio Future, or a call that goes on from the reply
+    itself (`send_nowait`'s callers: no task and no future per activation)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
@@ -80,7 +94,7 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.waiters: deque[ReplyWaiter] = deque()
         self.transport: asyncio.Transport | None = None
         self.replies = 0
         self.closed = False
@@ -115,11 +129,14 @@ class _Protocol(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise LeanConnectionError("Redis connection is closed")
         waiter = self.loop.create_future()
+        self.queue(packed, waiter)
+        return waiter
+
+    def queue(self, packed: bytes, waiter: ReplyWaiter) -> None:
         self.waiters.append(waiter)
         if not self.outgoing:
             self.loop.call_soon(self.flush)
         self.outgoing.append(packed)
-        return waiter
 
     def flush(self) -> None:
         outgoing, self.outgoing = self.outgoing, []
@@ -175,6 +192,22 @@ class LeanScriptClient:
                 reply = await protocol.send(self._packed_head(arity) + packed)
             return _checked(reply)
         return reply
+
+    def send_nowait(self, arity: int, packed: bytes, waiter: ReplyWaiter) -> bool:
+        """Queue EVALSHA of `packed` (as `evalsha_packed`) with `waiter` to take the reply
+        as it is, error replies included (NOSCRIPT is the waiter's to handle). False, and
+        nothing sent, when the connection is not up or is full: then use `evalsha_packed`,
+        which connects, reloads the script and bounds the wait."""
+        protocol = self._protocol
+        if (
+            protocol is None
+            or protocol.closed
+            or self._sha is None
+            or len(protocol.waiters) >= self._max_in_flight
+        ):
+            return False
+        protocol.queue(self._packed_head(arity) + packed, waiter)
+        return True
 
     def _packed_head(self, arity: int) -> bytes:
         head = self._packed_heads.get(arity)

@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, NamedTuple, Protocol
 
+import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from activation.licensing.model import CaseStage, InstallationState, License
 from activation.store.keys import KeyLayout
-from activation.store.lean_redis import LeanScriptClient
+from activation.store.lean_redis import LeanScriptClient, ReplyWaiter, reply_exception
 from activation.store.packing import ScriptCallPacker
 from activation.store.refusals import is_refusal
 
@@ -159,8 +160,10 @@ class ActivationStore:
         the first key, and redis-py packs for itself: both get the lists."""
         self._hot = hot_client
         self._packed_call: Callable[[int, bytes], Awaitable[Any]] | None = None
+        self._send_nowait: Callable[[int, bytes, ReplyWaiter], bool] | None = None
         if isinstance(hot_client, LeanScriptClient):
             self._packed_call = hot_client.evalsha_packed
+            self._send_nowait = hot_client.send_nowait
 
     @property
     def hot_client(self) -> HotScriptClient | None:
@@ -186,19 +189,59 @@ class ActivationStore:
                 raise StoreUnavailable(str(error)) from error
         else:
             reply = await self._call(*self.script_call(op, stamp, request))
-        if self._cache_counters is not None and reply[0] in (b"OK", b"NF"):
-            self._cache_counters.cache_hits.inc()
-        if reply[0] == b"MISS":
+        outcome = self.settle(reply)
+        if outcome is None:
+            return await self.fill(op, stamp, request)
+        return outcome
+
+    def send_nowait(
+        self, op: str, stamp: float, request: ActivationRequest, waiter: ReplyWaiter
+    ) -> bool:
+        """Send the script's first call with `waiter` to take the reply as Redis gives it
+        (then `settle` it; an error reply is the waiter's to map, see `reply_error`). False,
+        and nothing sent, where only `activate`/`deactivate` can make the call: not the
+        single-node lean client, its connection not up, or a text the packer leaves to
+        hiredis."""
+        send = self._send_nowait
+        if send is None:
+            return False
+        packed = self._packer.pack(op, stamp, *request)
+        return packed is not None and send(ScriptCallPacker.ARITY, packed, waiter)
+
+    def settle(self, reply: list[Any]) -> ScriptOutcome | None:
+        """The outcome of the script's first call; None when the license is not cached (MISS):
+        then `fill` loads it and calls again."""
+        tag = reply[0]
+        if tag == b"MISS":
             if self._cache_counters is not None:
                 self._cache_counters.cache_misses.inc()
-            license = await self._loader(request.license_key)
-            script_keys, args = self.script_call(op, stamp, request)
-            if license is None:
-                args[13] = "-"
-            else:
-                args[13], args[14], args[15] = _cache_fields(license)
-            reply = await self._call(script_keys, args)
+            return None
+        if self._cache_counters is not None and tag in (b"OK", b"NF"):
+            self._cache_counters.cache_hits.inc()
         return self._outcome(reply)
+
+    @staticmethod
+    def failure(error: BaseException) -> BaseException:
+        """What `activate` raises for `error`: an exception or an error reply (not NOSCRIPT)
+        that a `send_nowait` waiter got."""
+        if isinstance(error, hiredis.ReplyError):
+            error = reply_exception(error)
+        if isinstance(error, REDIS_OUTAGES):
+            unavailable = StoreUnavailable(str(error))
+            unavailable.__cause__ = error
+            return unavailable
+        return error
+
+    async def fill(self, op: str, stamp: float, request: ActivationRequest) -> ScriptOutcome:
+        """The second call of a request whose license was not cached: the license from
+        PostgreSQL (or "unknown") goes into Redis with the activation."""
+        license = await self._loader(request.license_key)
+        script_keys, args = self.script_call(op, stamp, request)
+        if license is None:
+            args[13] = "-"
+        else:
+            args[13], args[14], args[15] = _cache_fields(license)
+        return self._outcome(await self._call(script_keys, args))
 
     def script_call(
         self, op: str, stamp: float, request: ActivationRequest

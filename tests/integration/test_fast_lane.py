@@ -5,6 +5,7 @@ input — and the requests it leaves to aiohttp are still answered."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from activation.api.app import PublicApi
 from activation.api.fastlane import FastLaneServer
+from activation.config import Settings
 from activation.runtime import Resources
 from tests.conftest import PublicTestServer
 from tests.integration.helpers import (
@@ -23,6 +25,13 @@ from tests.integration.helpers import (
     create_license,
     verify_signature,
 )
+
+
+@pytest.fixture(params=["system clock", "test clock"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Each test with both clocks: on the system clock the lane goes on from the script's
+    reply as it arrives (api/lane_call.py), on the test clock it awaits it in a task."""
+    return dataclasses.replace(settings, test_clock=request.param == "test clock")
 
 
 @pytest.fixture
