@@ -73,8 +73,33 @@ def lane_body(data: bytes) -> bytes | Incomplete | None:
     if end > MAX_HEAD_BYTES or not data.startswith(_REQUEST_LINE):
         return None
     fields = data[len(_REQUEST_LINE) : end + 2]
-    if not _FIELDS.fullmatch(fields):
+    length = _HEADS.get(fields)
+    if length is None:
+        length = _lane_length(fields)
+        if len(fields) <= _HEAD_MEMO_BYTES:
+            if len(_HEADS) >= _HEAD_MEMO_LIMIT:
+                _HEADS.clear()
+            _HEADS[fields] = length
+    start = end + 4
+    # A body still on its way, or more after it (pipelining): aiohttp's, which bounds the
+    # wait for a body and keeps pipelined answers in order.
+    if length < 0 or len(data) != start + length:
         return None
+    return data[start:]
+
+
+# A product's phone-homes repeat one head but for Content-Length (and Host): what a head's
+# fields say is remembered (≈ 2.5 µs of regular expressions per request on the benchmark
+# machine). Bounded, like parsing.py's versions; long heads are not kept at all.
+_HEADS: dict[bytes, int] = {}
+_HEAD_MEMO_LIMIT: Final = 1024
+_HEAD_MEMO_BYTES: Final = 512
+
+
+def _lane_length(fields: bytes) -> int:
+    """The Content-Length of a head (its header fields) the lane takes, else -1."""
+    if not _FIELDS.fullmatch(fields):
+        return -1
     length = -1
     json = False
     for raw_name, raw_value in _FIELD.findall(fields):
@@ -82,20 +107,17 @@ def lane_body(data: bytes) -> bytes | Incomplete | None:
         value = raw_value.strip(b" \t")
         if name == b"content-length":
             if length >= 0 or not value.isdigit() or len(value) > 5:
-                return None
+                return -1
             length = int(value)
         elif name == b"content-type":
             if json or value != b"application/json":
-                return None
+                return -1
             json = True
         elif name in _NOT_IN_LANE or (name == b"connection" and value.lower() != b"keep-alive"):
-            return None
-    start = end + 4
-    # A body still on its way, or more after it (pipelining): aiohttp's, which bounds the
-    # wait for a body and keeps pipelined answers in order.
-    if not json or not 0 <= length <= MAX_BODY_BYTES or len(data) != start + length:
-        return None
-    return data[start:]
+            return -1
+    if not json or length > MAX_BODY_BYTES:
+        return -1
+    return length
 
 
 class FastLaneHandler(ProblemRequestHandler):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from activation.api import fastlane
 from activation.api.fastlane import INCOMPLETE, MAX_HEAD_BYTES, lane_body
 
 BODY = b'{"license_key":"AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"}'
@@ -93,3 +94,24 @@ def test_a_head_still_arriving_waits_for_more(what: str, raw: bytes) -> None:
 def test_a_head_that_never_ends_is_left_to_aiohttp() -> None:
     assert lane_body(LINE + b"X-Big: " + b"a" * MAX_HEAD_BYTES) is None
     assert lane_body(b"GET / HTTP/1.1\r\n") is None
+
+
+def test_remembered_heads_answer_as_the_first_look_did() -> None:
+    """Heads are remembered (fastlane._HEADS): every case above answers the same when its
+    head is known, and a known head still needs exactly its Content-Length of body."""
+    fastlane._HEADS.clear()
+    for _, raw in [*TAKEN, *NOT_TAKEN]:
+        first = lane_body(raw)
+        assert lane_body(raw) == first
+    for _, raw in TAKEN:
+        assert lane_body(raw + b"x") is None  # more than Content-Length: pipelined
+    assert fastlane._HEADS
+
+
+def test_the_memory_of_heads_is_bounded() -> None:
+    fastlane._HEADS.clear()
+    for n in range(fastlane._HEAD_MEMO_LIMIT + 10):
+        assert lane_body(request(b"X-Request: %d" % n)) == BODY
+    assert len(fastlane._HEADS) <= fastlane._HEAD_MEMO_LIMIT
+    assert lane_body(request(b"X-Long: " + b"a" * 600)) == BODY
+    assert all(len(head) <= fastlane._HEAD_MEMO_BYTES for head in fastlane._HEADS)
