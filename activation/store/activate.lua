@@ -35,7 +35,7 @@ if fill == '' and over_limit(KEYS[5], tonumber(ARGV[10])) then return {'RL', ret
 -- Everything the answer needs from the license hash, in one read (nothing below changes
 -- these fields before the reply, except the fill and 'over', which update the copies here).
 local fields = redis.call('HMGET', lic, 'doc', 'allowed', 'over', 'stage', 'grace_ends',
-  'disable_at')
+  'disable_at', 'purge_due')
 local doc = fields[1]
 if not doc then
   local known_missing = redis.call('HEXISTS', lic, 'missing') == 1
@@ -65,11 +65,18 @@ end
 if op == 'a' and over_limit(KEYS[6], tonumber(ARGV[11])) then return {'RL', retry, 'key'} end
 
 -- Servers silent for longer than the active window are no longer active installations (R11).
-local cutoff = now - tonumber(ARGV[8])
-local stale = redis.call('ZRANGEBYSCORE', inst, '-inf', '(' .. cutoff, 'LIMIT', 0, 500)
-if #stale > 0 then
-  redis.call('ZREM', inst, unpack(stale))
-  redis.call('HDEL', info, unpack(stale))
+-- 'purge_due' in the license hash is a lower bound of the moment the oldest installation
+-- goes stale (a second early, against rounding): before it nothing can be stale, and the range
+-- read is skipped (most activations: a server phones home daily, its window is 30 days).
+local window = tonumber(ARGV[8])
+local purge_due = tonumber(fields[7])
+local purged = not purge_due or now >= purge_due
+if purged then
+  local stale = redis.call('ZRANGEBYSCORE', inst, '-inf', '(' .. (now - window), 'LIMIT', 0, 500)
+  if #stale > 0 then
+    redis.call('ZREM', inst, unpack(stale))
+    redis.call('HDEL', info, unpack(stale))
+  end
 end
 
 local hostname, version, ip = ARGV[4], ARGV[5], ARGV[6]
@@ -83,6 +90,18 @@ if op == 'a' then
 else
   redis.call('ZREM', inst, fp)
   redis.call('HDEL', info, fp)
+end
+
+if purged then
+  local oldest = redis.call('ZRANGE', inst, 0, 0, 'WITHSCORES')[2]
+  if oldest then
+    redis.call('HSET', lic, 'purge_due', tonumber(oldest) + window - 1)
+  else
+    redis.call('HDEL', lic, 'purge_due')
+  end
+elseif op == 'a' and now + window - 1 < purge_due then
+  -- A clock set back (the test clock) recorded a server older than the bound: lower it.
+  redis.call('HSET', lic, 'purge_due', now + window - 1)
 end
 
 local allowed = tonumber(fields[2]) or 1

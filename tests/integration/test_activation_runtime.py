@@ -227,3 +227,51 @@ async def test_recent_servers_R16_against_the_active_ones_R11(
         outcome = await (store.activate if op == "a" else store.deactivate)(request, at)
     assert isinstance(outcome, Recorded)
     assert (outcome.seen_recently, outcome.servers_active) == expected
+
+
+# (fingerprint, days after the first step; W = the active window), then the active servers.
+_STALE_STEPS = {
+    "the oldest server goes stale after W": (
+        [("a", 0), ("b", 2), ("a", 4), ("b", "W+3"), ("b", "W+4.5")],
+        [1, 2, 2, 2, 1],
+    ),
+    "a server back after W counts again, alone": ([("a", 0), ("a", "W+1")], [1, 1]),
+    "the bound is lowered by a clock set back": (
+        [("a", 10), ("b", 0), ("a", 5), ("a", "W+1")],
+        [1, 2, 2, 1],
+    ),
+}
+
+
+@pytest.mark.parametrize(("steps", "expected"), list(_STALE_STEPS.values()), ids=list(_STALE_STEPS))
+async def test_silent_servers_stop_counting_after_the_active_window_R11(
+    admin_client: Client,
+    admin_headers: dict[str, str],
+    resources: Resources,
+    steps: list[tuple[str, int | str]],
+    expected: list[int],
+) -> None:
+    """The script skips its search for stale servers until the license's `purge_due` (the
+    oldest server's last call plus the window, activate.lua): the active count is exact at
+    every step all the same, and the bound follows the oldest server."""
+    created = await create_license(admin_client, admin_headers, max_servers=5)
+    window = resources.settings.active_window_days
+    start = await resources.clock.now()
+    counted = []
+    for n, (fingerprint, day) in enumerate(steps):
+        days = float(day) if isinstance(day, int) else window + float(str(day)[2:])
+        request = ActivationRequest(
+            created["key"], fingerprint, f"{fingerprint}.example.com", "16.3.6989", "127.0.0.1",
+            f"event-{n}",
+        )  # fmt: skip
+        outcome = await resources.store.activate(request, start + timedelta(days=days))
+        assert isinstance(outcome, Recorded)
+        counted.append(outcome.servers_active)
+    assert counted == expected
+    seen = await resources.redis.zrange(
+        resources.layout.for_license(created["key"], 0).installations, 0, 0, withscores=True
+    )
+    due = await resources.redis.hget(
+        resources.layout.for_license(created["key"], 0).license, "purge_due"
+    )
+    assert due is not None and float(due) <= seen[0][1] + window * 86_400
