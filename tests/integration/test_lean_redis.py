@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import hiredis
 import pytest
 import redis.asyncio as aioredis
 
-from activation.store.lean_redis import LeanConnectionError, LeanRefusedError, LeanScriptClient
+from activation.store.lean_redis import (
+    FLUSH_EVERY,
+    LeanConnectionError,
+    LeanRefusedError,
+    LeanScriptClient,
+)
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 
@@ -17,6 +23,25 @@ async def test_concurrent_calls_get_their_own_replies(server_urls: tuple[str, st
     try:
         replies = await asyncio.gather(*(client.evalsha([f"key-{n}"], [n]) for n in range(500)))
         assert replies == [[f"key-{n}".encode(), str(n).encode()] for n in range(500)]
+    finally:
+        await client.aclose()
+
+
+async def test_commands_of_one_pass_leave_in_groups_in_order(
+    server_urls: tuple[str, str],
+) -> None:
+    """Within one event-loop pass every FLUSH_EVERY commands are written at once (Redis starts
+    on them while more are queued); the rest leave at the end of the pass; replies in order."""
+    client = LeanScriptClient(server_urls[1], ECHO)
+    try:
+        await client.call("PING")
+        protocol = client._protocol
+        assert protocol is not None
+        count = 2 * FLUSH_EVERY + 3
+        waiting = [protocol.send(hiredis.pack_command(("ECHO", str(n)))) for n in range(count)]
+        assert len(protocol.outgoing) == 3  # the first two groups are on their way
+        assert [await reply for reply in waiting] == [str(n).encode() for n in range(count)]
+        assert protocol.outgoing == []
     finally:
         await client.aclose()
 
