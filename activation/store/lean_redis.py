@@ -121,7 +121,12 @@ class _Protocol(asyncio.Protocol):
             self.replies += 1
             waiter = self.waiters.popleft()
             if not waiter.done():
-                waiter.set_result(reply)
+                # A waiter that goes on from the reply (api/lane_call.py) runs here: if it
+                # failed, the replies after it must still reach their own waiters.
+                try:
+                    waiter.set_result(reply)
+                except Exception as error:
+                    self._waiter_failed(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -129,7 +134,15 @@ class _Protocol(asyncio.Protocol):
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(error)
+                try:
+                    waiter.set_exception(error)
+                except Exception as failure:
+                    self._waiter_failed(failure)
+
+    def _waiter_failed(self, error: Exception) -> None:
+        self.loop.call_exception_handler(
+            {"message": "a Redis reply's waiter failed", "exception": error, "protocol": self}
+        )
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         """Queue one command; the commands queued in one event-loop pass leave in one write
