@@ -23,8 +23,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    async def now(self) -> datetime:
+    def current(self) -> datetime:
+        """The time without a coroutine: the fast lane's reply-driven path (api/lane_call.py)
+        reads it where no await is possible."""
         return datetime.now(UTC)
+
+    async def now(self) -> datetime:
+        return self.current()
 
 
 class FixedClock:

@@ -15,7 +15,7 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -80,7 +80,8 @@ class PublicApi:
         self._event_ids = EventIds()
         # The lane's calls go on from the script's reply only on the system clock: the test
         # clock (SPEC §6) is a Redis read of its own.
-        self._system_clock = isinstance(resources.clock, SystemClock)
+        clock = resources.clock
+        self._system_clock = clock if isinstance(clock, SystemClock) else None
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self.lane_awaited = 0  # lane answers that waited in a task (tests tell the paths apart)
         self._answerer = Answerer(settings.grace, timedelta(days=settings.answer_valid_days))
@@ -154,13 +155,14 @@ class PublicApi:
         `handle` maps them. With the system clock and the single-node lean client the script
         call is sent at once and its reply goes on in a `LaneCall` (api/lane_call.py): no task,
         future or coroutine per activation; otherwise a task awaits `lane_activation`."""
-        if not self._system_clock:
+        clock = self._system_clock
+        if clock is None:
             self.later(self._lane_awaited(body, ip, deliver))
             return
         started = time.perf_counter()
         try:
             parsed, request = self._request(json_object(body), ip)
-            now = datetime.now(UTC)
+            now = clock.current()
             call = LaneCall(self, deliver, parsed, request, now, started)
             if self.store.send_nowait("a", now.timestamp(), request, call):
                 return

@@ -27,6 +27,7 @@ graceful shutdown waiting for the answer in flight, no write to a closed connect
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, Final
@@ -35,6 +36,8 @@ from aiohttp import web
 
 from activation.api.parsing import MAX_BODY_BYTES
 from activation.api.wire import ProblemRequestHandler, ProblemServer
+
+log = logging.getLogger(__name__)
 
 # (body, client address, deliver): calls deliver with the whole HTTP answer, once, now or later.
 LaneAnswerer = Callable[[bytes, str, Callable[[bytes], None]], None]
@@ -164,7 +167,12 @@ class FastLaneHandler(ProblemRequestHandler):
                 peer = self.peername
                 ip = str(peer[0]) if isinstance(peer, tuple) else str(peer or "unknown")
                 self._lane_ip = ip
-            self._answerer(body, ip, self._deliver)
+            try:
+                self._answerer(body, ip, self._deliver)
+            except Exception:  # it never raises; were it to, the connection must not hang
+                log.exception("the fast lane's answerer failed: connection closed")
+                self._lane_busy = self._request_in_progress = False
+                self.force_close()
 
     def _deliver(self, answer: bytes) -> None:
         """The answer to the request in flight (maybe before `_answerer` has returned)."""

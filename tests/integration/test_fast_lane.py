@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -217,6 +217,32 @@ async def test_a_redis_outage_in_the_lane_is_503_with_retry_after(
     assert (status, headers["retry-after"]) == (503, "2")
     assert b"Redis" in body
     assert server.lane_answers == 1
+
+
+async def test_an_answerer_that_raises_closes_the_connection_not_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The answerer never raises (PublicApi.lane_start maps every error); if it did, the
+    connection is closed at once and the failure logged, rather than left waiting."""
+
+    def broken(body: bytes, ip: str, deliver: Callable[[bytes], None]) -> None:
+        raise RuntimeError("a bug in the answerer")
+
+    async def unused(request: web.BaseRequest) -> web.StreamResponse:
+        raise AssertionError("the lane took the request")
+
+    runner = web.ServerRunner(FastLaneServer(unused, broken))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(post({"license_key": "x"}))
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, no answer
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert "the fast lane's answerer failed" in caplog.text
 
 
 class _Unreachable:
