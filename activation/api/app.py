@@ -154,7 +154,7 @@ class PublicApi:
         HTTP answer, exactly once, now or later. The same work as `activate`, errors mapped as
         `handle` maps them. With the system clock and the single-node lean client the script
         call is sent at once and its reply goes on in a `LaneCall` (api/lane_call.py): no task,
-        future or coroutine per activation; otherwise a task awaits `lane_activation`."""
+        future or coroutine per activation; otherwise a task awaits the whole activation."""
         clock = self._system_clock
         if clock is None:
             self.later(self._lane_awaited(body, ip, deliver))
@@ -172,15 +172,12 @@ class PublicApi:
         self.later(call.finish(self.store.activate(request, now)))
 
     async def _lane_awaited(self, body: bytes, ip: str, deliver: Callable[[bytes], None]) -> None:
-        deliver(await self.lane_activation(body, ip))
-
-    async def lane_activation(self, body: bytes, ip: str) -> bytes:
-        """The whole HTTP answer to the lane's activation `body` from `ip`. Never raises."""
+        """`lane_start` on a clock that must be awaited: the whole activation in this task."""
         try:
-            answer = await self._activation(json_object(body), ip)
+            answer = self.lane_success(await self._activation(json_object(body), ip))
         except Exception as error:
-            return self.lane_failure(error)
-        return self.lane_success(answer)
+            answer = self.lane_failure(error)
+        deliver(answer)
 
     def lane_success(self, answer: bytes) -> bytes:
         """The whole HTTP answer of the signed answer body `answer`."""

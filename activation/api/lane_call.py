@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import hiredis
 
 from activation.api.parsing import ActivationBody
+from activation.store.lean_redis import is_noscript
 from activation.store.redis_store import ActivationRequest, ScriptOutcome
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class LaneCall:
         api = self._api
         try:
             if isinstance(reply, hiredis.ReplyError):
-                if str(reply).startswith("NOSCRIPT"):
+                if is_noscript(reply):
                     api.later(self.finish(api.store.activate(self._request, self._now)))
                     return
                 raise api.store.failure(reply)

@@ -55,6 +55,12 @@ def reply_exception(reply: hiredis.ReplyError) -> Exception:
     return reply if code is None else LeanRefusedError(code, str(reply))
 
 
+def is_noscript(reply: Any) -> bool:
+    """Whether `reply` says Redis does not have the script (restarted, or SCRIPT FLUSH): it
+    did not run, and runs once the script is loaded again."""
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
+
+
 def _checked(reply: Any) -> Any:
     """`reply`, unless it is an error reply: raised (`reply_exception`)."""
     if isinstance(reply, hiredis.ReplyError):
@@ -211,7 +217,7 @@ class LeanScriptClient:
             raise LeanConnectionError("too many Redis requests in flight")
         reply = await protocol.send(self._packed_head(arity) + packed)
         if isinstance(reply, hiredis.ReplyError):
-            if str(reply).startswith("NOSCRIPT"):
+            if is_noscript(reply):
                 await self._load_script(protocol)
                 reply = await protocol.send(self._packed_head(arity) + packed)
             return _checked(reply)
@@ -247,7 +253,7 @@ class LeanScriptClient:
         protocol = await self._connected()
         command = hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))
         reply = await self._asking(protocol, command)
-        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+        if is_noscript(reply):
             await self._load_script(protocol)
             reply = await self._asking(protocol, command)
         return _checked(reply)

@@ -198,7 +198,7 @@ class ActivationStore:
         self, op: str, stamp: float, request: ActivationRequest, waiter: ReplyWaiter
     ) -> bool:
         """Send the script's first call with `waiter` to take the reply as Redis gives it
-        (then `settle` it; an error reply is the waiter's to map, see `reply_error`). False,
+        (then `settle` it; an error reply is the waiter's to map, see `failure`). False,
         and nothing sent, where only `activate`/`deactivate` can make the call: not the
         single-node lean client, its connection not up, or a text the packer leaves to
         hiredis."""
