@@ -135,9 +135,10 @@ class ApiMetrics:
         self._by_class = {n: Tally(self.responses.labels(f"{n}xx")) for n in STATUS_CLASSES}
         signatures_inline = Counter(
             "signatures_inline_total",
-            "Answers signed inline, without a nonce precomputed by the helper process (helper "
-            "off, starting, restarting, or behind a burst): each costs the full signature on "
-            "the request path.",
+            "Answers signed inline while their API process was busy enough to want a nonce "
+            "precomputed by the helper process (activation/api/signing_load.py) but none was "
+            "ready (helper off, starting, restarting, or behind a burst): each costs the full "
+            "signature on the request path.",
             registry=self.registry,
         )
         self.dependency_errors = Counter(

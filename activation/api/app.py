@@ -43,6 +43,7 @@ from activation.api.problems import (
     problem_answer,
 )
 from activation.api.signing import Signer
+from activation.api.signing_load import SigningLoad
 from activation.api.wire import KEEP_ALIVE_200, SignedJson, response_bytes, signed_json_bytes
 from activation.clock import SystemClock
 from activation.runtime import Resources
@@ -105,13 +106,17 @@ class PublicApi:
         return FastLaneServer(self.handle, self.lane_start, access_log=None)
 
     @contextlib.asynccontextmanager
-    async def signing_nonces(self) -> AsyncIterator[NonceSource | None]:
+    async def signing_nonces(self, *, adaptive: bool = True) -> AsyncIterator[NonceSource | None]:
         """Precomputed signing nonces while the API serves (activation/api/nonces.py), when
-        SIGNING_NONCE_HELPER is on."""
-        if not self.resources.settings.signing_nonce_helper:
-            yield None
-            return
-        async with self.signer.precomputed_nonces() as source:
+        SIGNING_NONCE_HELPER is on, taken only while the process is busy
+        (activation/api/signing_load.py; `adaptive=False`: always, as tests need)."""
+        async with contextlib.AsyncExitStack() as stack:
+            source = None
+            if self.resources.settings.signing_nonce_helper:
+                source = await stack.enter_async_context(self.signer.precomputed_nonces())
+            if adaptive:
+                load = SigningLoad(self.signer)
+                stack.enter_context(load.running(asyncio.get_running_loop()))
             yield source
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:

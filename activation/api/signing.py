@@ -9,6 +9,7 @@ import logging
 from binascii import b2a_base64
 from collections.abc import AsyncIterator
 from pathlib import Path
+from time import perf_counter
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -49,6 +50,13 @@ class Signer:
         if crypto_scalarmult_ed25519_base_noclamp(self._scalar) != raw:
             raise RuntimeError("the signing scalar does not match the public key")
         self._nonces: NonceSource | None = None
+        self._wants_nonces = True
+        # What signing costs here, in place (caches shared with everything else), for
+        # signing_load.SigningLoad: seconds spent and answers signed, each way.
+        self.inline_seconds = 0.0
+        self.inline_signed = 0
+        self.precomputed_seconds = 0.0
+        self.precomputed_signed = 0
         self._inline_signatures = inline_signatures
         self._scratch = ffi.new("unsigned char[32]")
         self._scratch_bytes = ffi.buffer(self._scratch)
@@ -73,6 +81,16 @@ class Signer:
         """Sign with `nonces`' precomputed pairs from now on (None: inline only)."""
         self._nonces = nonces
 
+    @property
+    def wants_nonces(self) -> bool:
+        return self._wants_nonces
+
+    def want_nonces(self, wanted: bool) -> None:
+        """Take precomputed nonces (when attached) or sign inline by choice: switched by
+        `signing_load.SigningLoad` with the process's load. Only an inline signature while
+        nonces are wanted counts in `signatures_inline_total`."""
+        self._wants_nonces = wanted
+
     @contextlib.asynccontextmanager
     async def precomputed_nonces(self) -> AsyncIterator[NonceSource]:
         """A helper process of precomputed nonces (activation/api/nonces.py), signed with while
@@ -86,10 +104,14 @@ class Signer:
             source.close()
 
     def header(self, body: bytes) -> str:
-        pair = None if self._nonces is None else self._nonces.take()
+        started = perf_counter()
+        wanted = self._wants_nonces
+        pair = None if self._nonces is None or not wanted else self._nonces.take()
         if pair is None:
             signature = crypto_sign(body, self._secret_key)[:64]
-            if self._inline_signatures is not None:
+            self.inline_seconds += perf_counter() - started
+            self.inline_signed += 1
+            if wanted and self._inline_signatures is not None:
                 self._inline_signatures.inc()
         else:
             # RFC 8032 §5.1.6 steps 4-6 with r chosen at random ahead of time (see nonces.py):
@@ -105,6 +127,8 @@ class Signer:
             self._multiply(scalar, scalar, self._scalar)
             self._add(scalar, scalar, r)
             signature = point + self._scratch_bytes[:]
+            self.precomputed_seconds += perf_counter() - started
+            self.precomputed_signed += 1
         return "ed25519=" + b2a_base64(signature, newline=False).decode()
 
 

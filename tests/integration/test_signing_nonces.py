@@ -4,11 +4,12 @@ signatures whenever no nonce is ready (SPEC §5 Signatures)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from aiohttp.test_utils import RawTestServer, TestClient
@@ -117,7 +118,8 @@ async def test_answers_through_http_use_precomputed_nonces(settings: Settings) -
     helper_on = dataclasses.replace(settings, signing_nonce_helper=True)
     async with open_resources(helper_on) as resources:
         api = PublicApi(resources)
-        async with api.signing_nonces() as nonces, TestClient(RawTestServer(api.handle)) as public:
+        nonces_always = api.signing_nonces(adaptive=False)
+        async with nonces_always as nonces, TestClient(RawTestServer(api.handle)) as public:
             assert nonces is not None and api.signer.nonces is nonces
             _wait_ready(nonces)
             published = await (await public.get("/v1/signing-key")).json()
@@ -137,18 +139,67 @@ async def test_answers_through_http_use_precomputed_nonces(settings: Settings) -
 
 
 async def test_answers_signed_inline_are_counted(settings: Settings) -> None:
-    """With the helper off every answer is signed inline, and `signatures_inline_total` says so
-    (an operator sees a helper that is off, dead or behind)."""
+    """With the helper off every answer is signed inline, and while the process wants
+    precomputed nonces `signatures_inline_total` says so (an operator sees a helper that is
+    off, dead or behind)."""
     helper_off = dataclasses.replace(settings, signing_nonce_helper=False)
     async with open_resources(helper_off) as resources:
         api = PublicApi(resources)
-        async with api.signing_nonces() as nonces, TestClient(RawTestServer(api.handle)) as public:
+        nonces_always = api.signing_nonces(adaptive=False)
+        async with nonces_always as nonces, TestClient(RawTestServer(api.handle)) as public:
             assert nonces is None
             for n in range(3):
                 body = activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ", f"server-{n}")
                 assert (await public.post("/v1/activations", json=body)).status == 200
             exposed = await (await public.get("/metrics")).text()
     assert "signatures_inline_total 3.0" in exposed.splitlines()
+
+
+async def test_a_process_with_headroom_signs_inline_and_a_busy_one_takes_nonces(
+    settings: Settings,
+) -> None:
+    """The default (activation/api/signing_load.py): the helper's nonces are taken only while
+    the process is busy; inline by choice is not counted as inline for want of a nonce."""
+    helper_on = dataclasses.replace(settings, signing_nonce_helper=True)
+    async with open_resources(helper_on) as resources:
+        api = PublicApi(resources)
+        async with api.signing_nonces() as nonces, TestClient(RawTestServer(api.handle)) as public:
+            assert nonces is not None
+            _wait_ready(nonces)
+            published = await (await public.get("/v1/signing-key")).json()
+
+            async def activate(n: int) -> None:
+                body = activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ", f"server-{n}")
+                response = await public.post("/v1/activations", json=body)
+                assert response.status == 200
+                verify_signature(
+                    published["public_key"], await response.read(), response.headers["X-Signature"]
+                )
+
+            before = nonces.taken
+            for n in range(5):
+                await activate(n)
+            assert not api.signer.wants_nonces
+            assert nonces.taken == before  # signed inline: the helper's pairs stay for later
+            # Busy: 1.5 s of CPU in one stretch (the window may have begun up to 0.25 s before),
+            # then the window's sample runs.
+            spent = time.process_time()
+            while time.process_time() - spent < 1.5:
+                pass
+            await _until(lambda: api.signer.wants_nonces)
+            await activate(5)
+            assert nonces.taken == before + 1
+            await _until(lambda: not api.signer.wants_nonces)  # idle again: inline
+            await activate(6)
+            assert nonces.taken == before + 1
+            assert _inline_signatures(resources.metrics) == 0
+
+
+async def _until(condition: Callable[[], bool], limit_s: float = 5.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, "the signing load never switched"
+        await asyncio.sleep(0.01)
 
 
 def _inline_signatures(metrics: ApiMetrics) -> float | None:
