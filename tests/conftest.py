@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
+import redis
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestClient
 
@@ -111,8 +111,10 @@ def redis_prefix() -> str:
 @pytest.fixture
 def settings(
     database_url: str, server_urls: tuple[str, str], redis_prefix: str, tmp_path: Path
-) -> Settings:
-    return Settings(
+) -> Iterator[Settings]:
+    """The test's settings; when the test is over, every Redis key under its prefix is gone,
+    whoever wrote it (the `resources` fixture, an app a test opened itself, a server process)."""
+    yield Settings(
         database_url=database_url,
         redis_url=server_urls[1],
         redis_prefix=redis_prefix,
@@ -125,6 +127,7 @@ def settings(
         # helper (test_signing_nonces.py) switch it on.
         signing_nonce_helper=False,
     )
+    _drop_prefix(server_urls[1], redis_prefix)
 
 
 async def _clean(settings: Settings) -> None:
@@ -134,11 +137,10 @@ async def _clean(settings: Settings) -> None:
     await connection.close()
 
 
-async def _drop_prefix(redis_url: str, prefix: str) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+def _drop_prefix(redis_url: str, prefix: str) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
 
 
 @pytest.fixture
@@ -146,8 +148,6 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
     await _clean(settings)
     async with open_resources(settings) as opened:
         yield opened
-    assert settings.redis_url is not None
-    await _drop_prefix(settings.redis_url, settings.redis_prefix)
 
 
 class PublicTestServer(BaseTestServer):

@@ -101,7 +101,7 @@ def truncate(database_url: str) -> None:
 
 
 def drop_prefix(redis_url: str, prefix: str) -> None:
-    asyncio.run(_drop_prefix(redis_url, prefix))
+    _drop_prefix(redis_url, prefix)
 
 
 def wait_ready(

@@ -19,7 +19,7 @@ from fraud.escalation import DEFAULT_LADDER
 from fraud.notify import Channel, Sender, SmtpSender, WebhookSender
 from fraud.worker import Worker
 from metrics import WorkerMetrics
-from tests.conftest import _clean, _drop_prefix
+from tests.conftest import _clean
 from tests.integration.helpers import Client
 from tests.integration.receivers import SECRET, Receiver, Smtp
 
@@ -37,7 +37,7 @@ async def wired(
     settings: Settings, smtp: Smtp, receiver: Receiver, metrics: WorkerMetrics
 ) -> AsyncIterator[Wired]:
     """`settings` with SMTP and the webhook pointed at `smtp` and `receiver`, on an emptied
-    database; the Redis prefix is dropped afterwards."""
+    database; the Redis prefix is dropped afterwards (by `settings`)."""
     configured = dataclasses.replace(
         settings,
         smtp_url=smtp.url,
@@ -58,5 +58,3 @@ async def wired(
         }
         worker = Worker(resources, DEFAULT_LADDER, senders, metrics)
         yield Wired(resources, public, admin, worker)
-    assert configured.redis_url is not None
-    await _drop_prefix(configured.redis_url, configured.redis_prefix)

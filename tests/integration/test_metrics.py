@@ -68,7 +68,7 @@ async def api(settings: Settings, admin_headers: dict[str, str]) -> AsyncIterato
     limited = dataclasses.replace(
         settings, rate_limits=RateLimits(ip_per_minute=0, key_per_minute=2, not_found_per_minute=0)
     )
-    from tests.conftest import _clean, _drop_prefix
+    from tests.conftest import _clean
 
     await _clean(limited)
     metrics = ApiMetrics()
@@ -78,8 +78,6 @@ async def api(settings: Settings, admin_headers: dict[str, str]) -> AsyncIterato
         TestClient(TestServer(create_admin_app(resources))) as admin,
     ):
         yield Api(public, admin, admin_headers, metrics, resources)
-    assert limited.redis_url is not None
-    await _drop_prefix(limited.redis_url, limited.redis_prefix)
 
 
 async def test_activation_metrics_move_with_their_events(api: Api) -> None:
