@@ -14,9 +14,13 @@ is high:
 - from 80 % busy on: above it inline signing runs into the queueing cliff (one process signing
   inline: 13,000 answers/s at 79 % busy, p99 3.1–3.5 ms; 14,000/s at 83 %, p99 29–66 ms; with
   the helper at work 5.5 and 7.4 ms);
-- back to inline below 70 %: the gap keeps a load near the threshold from switching every window
+- back to inline below 72 %: the gap keeps a load near the threshold from switching every window
   (signing with precomputed nonces also spares the rest of the process some cache misses, so
-  the share measured while engaged reads ≈ 0.08 lower than the same load signed inline).
+  the share measured while engaged can read up to ≈ 0.08 lower than the same load inline).
+
+The share the switch looks at is smoothed (each window counts half, the windows before it the
+other half): at half of the peak single windows reached 81–86 % while the load was steady at
+69 %, and one of them engaged the helper for the rest of the run.
 
 The pipe to the helper stays full while nonces are not taken, so the helper sleeps in `write`.
 `signatures_inline_total` counts only the answers signed inline while the process wanted a
@@ -44,7 +48,7 @@ from activation.api.signing import Signer
 log = logging.getLogger(__name__)
 
 ENGAGE_AT = 0.80
-RELEASE_AT = 0.70
+RELEASE_AT = 0.72
 WINDOW_SECONDS = 0.25
 MIN_TIMED = 32  # signatures of one kind in a window before their average replaces the last
 
@@ -96,11 +100,12 @@ class _Reading(NamedTuple):
 
 
 class SigningLoad:
-    """Measures the process every `WINDOW_SECONDS` and switches `signer` between inline
-    signatures and the helper's nonces (`Signer.want_nonces`). What a signature costs each way
-    is taken from the signer's own timings (in place they cost ≈ 1.5× a tight loop's); until
-    the process has signed both ways, from `signing_costs()`. `cpu_time` and `wall_time` are
-    the process's CPU clock and a monotonic clock (tests pass their own)."""
+    """Measures the process every `WINDOW_SECONDS` (`window_busy`), smooths it (`busy`) and
+    switches `signer` between inline signatures and the helper's nonces (`Signer.want_nonces`).
+    What a signature costs each way is taken from the signer's own timings (in place they cost
+    ≈ 1.5× a tight loop's); until the process has signed both ways, from `signing_costs()`.
+    `cpu_time` and `wall_time` are the process's CPU clock and a monotonic clock (tests pass
+    their own)."""
 
     def __init__(
         self,
@@ -116,6 +121,7 @@ class SigningLoad:
         self._wall_time = wall_time
         self.inline_cost = inline
         self.precomputed_cost = inline - multiplication
+        self.window_busy = 0.0
         self.busy = 0.0
         self.switches = 0
         self._mark = self._reading()
@@ -147,12 +153,13 @@ class SigningLoad:
             self.precomputed_cost = (
                 now.precomputed_seconds - mark.precomputed_seconds
             ) / precomputed
-        self.busy = inline_busy_share(
+        self.window_busy = inline_busy_share(
             now.cpu - mark.cpu,
             now.wall - mark.wall,
             precomputed,
             self.inline_cost - self.precomputed_cost,
         )
+        self.busy = (self.busy + self.window_busy) / 2
         engaged = wants_precomputed(self.engaged, self.busy)
         if engaged != self.engaged:
             self.switches += 1

@@ -30,13 +30,13 @@ from activation.api.signing_load import (
         (False, 1.30, True),  # more than a CPU's worth inline: the process is saturated
         (True, 0.80, True),
         (True, 0.75, True),  # inside the gap: stays as it is
-        (True, 0.70, True),  # the release threshold itself still holds
-        (True, 0.6999, False),
+        (True, 0.72, True),  # the release threshold itself still holds
+        (True, 0.7199, False),
         (True, 0.0, False),
     ],
 )
 def test_the_switch_and_its_gap(engaged: bool, busy: float, expected: bool) -> None:
-    assert (ENGAGE_AT, RELEASE_AT) == (0.80, 0.70)
+    assert (ENGAGE_AT, RELEASE_AT) == (0.80, 0.72)
     assert wants_precomputed(engaged, busy) is expected
 
 
@@ -72,36 +72,63 @@ class _Clocks:
         signer.precomputed_seconds += precomputed * 6e-6
 
 
-async def test_a_process_engages_the_helper_only_while_busy() -> None:
-    signer = Signer(Ed25519PrivateKey.generate())
-    clocks = _Clocks()
-    load = SigningLoad(
+def _load(signer: Signer, clocks: _Clocks) -> SigningLoad:
+    return SigningLoad(
         signer,
         cpu_time=lambda: clocks.cpu,
         wall_time=lambda: clocks.wall,
         costs=(30e-6, 10e-6),  # a tight loop's estimate, replaced by the timings below
     )
+
+
+async def test_a_process_engages_the_helper_only_while_busy() -> None:
+    signer = Signer(Ed25519PrivateKey.generate())
+    clocks = _Clocks()
+    load = _load(signer, clocks)
     with load.running(asyncio.get_running_loop()):
         assert not signer.wants_nonces  # starts inline
-        clocks.window(signer, cpu=0.17, inline=3_000)  # 68 %: half load
-        load.sample()
-        assert (load.busy, signer.wants_nonces) == (pytest.approx(0.68), False)
+        for _ in range(8):  # 68 %: half load, for two seconds
+            clocks.window(signer, cpu=0.17, inline=3_000)
+            load.sample()
+        assert (load.window_busy, signer.wants_nonces) == (pytest.approx(0.68), False)
+        assert load.busy == pytest.approx(0.68, abs=0.01)
         assert load.inline_cost == pytest.approx(20e-6)  # timed in place now
-        clocks.window(signer, cpu=0.21, inline=4_000)  # 84 %
+        clocks.window(signer, cpu=0.22, inline=4_000)  # one window at 88 %: smoothed, 78 %
+        load.sample()
+        assert not signer.wants_nonces
+        clocks.window(signer, cpu=0.22, inline=4_000)  # it lasts: 83 %
         load.sample()
         assert signer.wants_nonces and load.switches == 1
         # Same load, now signed with the helper's nonces: 14 µs less each, the same share.
-        clocks.window(signer, cpu=0.21 - 4_000 * 14e-6, precomputed=4_000)
+        clocks.window(signer, cpu=0.22 - 4_000 * 14e-6, precomputed=4_000)
         load.sample()
-        assert (load.busy, signer.wants_nonces) == (pytest.approx(0.84), True)
+        assert (load.window_busy, signer.wants_nonces) == (pytest.approx(0.88), True)
         assert load.precomputed_cost == pytest.approx(6e-6)
-        clocks.window(signer, cpu=0.12, precomputed=2_500)  # 62 %: the load went down
+        clocks.window(signer, cpu=0.12, precomputed=2_500)  # 62 %: smoothed, 74 %: holds
+        load.sample()
+        assert signer.wants_nonces
+        clocks.window(signer, cpu=0.12, precomputed=2_500)  # it lasts: 68 %
         load.sample()
         assert not signer.wants_nonces and load.switches == 2
-        clocks.window(signer, cpu=0.19, inline=3_500)  # 76 %: inside the gap, stays inline
-        load.sample()
+        for _ in range(8):  # 76 %: inside the gap, stays inline
+            clocks.window(signer, cpu=0.19, inline=3_500)
+            load.sample()
         assert not signer.wants_nonces and load.switches == 2
     assert signer.wants_nonces  # the signer's own default again
+
+
+async def test_a_sudden_full_load_engages_within_a_second() -> None:
+    signer = Signer(Ed25519PrivateKey.generate())
+    clocks = _Clocks()
+    load = _load(signer, clocks)
+    with load.running(asyncio.get_running_loop()):
+        windows = 0
+        while not signer.wants_nonces:
+            clocks.window(signer, cpu=0.25, inline=10_000)
+            load.sample()
+            windows += 1
+            assert windows <= 4
+        assert windows == 3  # 50 %, 75 %, 88 %
 
 
 def test_the_starting_estimate_is_a_signature_and_its_multiplication() -> None:
