@@ -13,6 +13,7 @@ from activation.api.signing import Signer
 from activation.api.signing_load import (
     ENGAGE_AT,
     RELEASE_AT,
+    SATURATED_AT,
     SigningLoad,
     inline_busy_share,
     signing_costs,
@@ -36,7 +37,7 @@ from activation.api.signing_load import (
     ],
 )
 def test_the_switch_and_its_gap(engaged: bool, busy: float, expected: bool) -> None:
-    assert (ENGAGE_AT, RELEASE_AT) == (0.80, 0.72)
+    assert (ENGAGE_AT, RELEASE_AT, SATURATED_AT) == (0.80, 0.72, 0.95)
     assert wants_precomputed(engaged, busy) is expected
 
 
@@ -117,7 +118,7 @@ async def test_a_process_engages_the_helper_only_while_busy() -> None:
     assert signer.wants_nonces  # the signer's own default again
 
 
-async def test_a_sudden_full_load_engages_within_a_second() -> None:
+async def test_a_saturated_process_engages_at_once() -> None:
     signer = Signer(Ed25519PrivateKey.generate())
     clocks = _Clocks()
     load = _load(signer, clocks)
@@ -128,7 +129,25 @@ async def test_a_sudden_full_load_engages_within_a_second() -> None:
             load.sample()
             windows += 1
             assert windows <= 4
-        assert windows == 3  # 50 %, 75 %, 88 %
+        assert windows == 1  # saturated: taken as it is, not averaged
+        assert load.busy == pytest.approx(1.0)
+        clocks.window(signer, cpu=0.2 - 5_000 * 14e-6, precomputed=5_000)  # busy but not flat out
+        load.sample()
+        assert signer.wants_nonces and load.busy == pytest.approx(0.9)
+
+
+async def test_a_rising_load_engages_once_it_lasts() -> None:
+    signer = Signer(Ed25519PrivateKey.generate())
+    clocks = _Clocks()
+    load = _load(signer, clocks)
+    with load.running(asyncio.get_running_loop()):
+        for expected in (0.45, 0.675, 0.7875):  # windows at 90 %: averaged
+            clocks.window(signer, cpu=0.225, inline=9_000)
+            load.sample()
+            assert (load.busy, signer.wants_nonces) == (pytest.approx(expected), False)
+        clocks.window(signer, cpu=0.225, inline=9_000)
+        load.sample()
+        assert signer.wants_nonces
 
 
 def test_the_starting_estimate_is_a_signature_and_its_multiplication() -> None:
