@@ -8,8 +8,8 @@ the half-load p99 from 2.5 to 4.2–5.0 ms), and at half of the peak the p99 was
 the helper at work against 2.0–2.5 ms signing inline (README, Benchmark, seventh session). So
 every quarter of a second the process measures how busy it would be signing inline — its own
 CPU time plus, for each answer signed with a precomputed nonce, what an inline signature costs
-more (both timed in place by the signer) — and takes precomputed nonces only while that share
-is high:
+more (inline signatures are timed in place by the signer) — and takes precomputed nonces only
+while that share is high:
 
 - from 80 % busy on: above it inline signing runs into the queueing cliff (one process signing
   inline: 13,000 answers/s at 79 % busy, p99 3.1–3.5 ms; 14,000/s at 83 %, p99 29–66 ms; with
@@ -53,7 +53,7 @@ ENGAGE_AT = 0.80
 RELEASE_AT = 0.72
 SATURATED_AT = 0.95
 WINDOW_SECONDS = 0.25
-MIN_TIMED = 32  # signatures of one kind in a window before their average replaces the last
+MIN_TIMED = 32  # inline signatures in a window before their average replaces the last
 
 
 def wants_precomputed(engaged: bool, busy: float) -> bool:
@@ -98,15 +98,16 @@ class _Reading(NamedTuple):
     wall: float
     inline_seconds: float
     inline_signed: int
-    precomputed_seconds: float
     precomputed_signed: int
 
 
 class SigningLoad:
     """Measures the process every `WINDOW_SECONDS` (`window_busy`), smooths it (`busy`) and
     switches `signer` between inline signatures and the helper's nonces (`Signer.want_nonces`).
-    What a signature costs each way is taken from the signer's own timings (in place they cost
-    ≈ 1.5× a tight loop's); until the process has signed both ways, from `signing_costs()`.
+    An inline signature's cost is the signer's own timing of them (in place they cost ≈ 1.5×
+    a tight loop's), `signing_costs()` until it has signed some; the rest of a signature with a
+    precomputed nonce is taken from `signing_costs()` alone (≈ 3 µs: not timed, so that a
+    saturated process spends nothing on measuring).
     `cpu_time` and `wall_time` are the process's CPU clock and a monotonic clock (tests pass
     their own)."""
 
@@ -136,7 +137,6 @@ class SigningLoad:
             self._wall_time(),
             signer.inline_seconds,
             signer.inline_signed,
-            signer.precomputed_seconds,
             signer.precomputed_signed,
         )
 
@@ -152,10 +152,6 @@ class SigningLoad:
         if inline_signed >= MIN_TIMED:
             self.inline_cost = (now.inline_seconds - mark.inline_seconds) / inline_signed
         precomputed = now.precomputed_signed - mark.precomputed_signed
-        if precomputed >= MIN_TIMED:
-            self.precomputed_cost = (
-                now.precomputed_seconds - mark.precomputed_seconds
-            ) / precomputed
         self.window_busy = inline_busy_share(
             now.cpu - mark.cpu,
             now.wall - mark.wall,
