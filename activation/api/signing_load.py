@@ -137,7 +137,7 @@ class SigningLoad:
             self._wall_time(),
             signer.inline_seconds,
             signer.inline_signed,
-            signer.precomputed_signed,
+            0 if signer.nonces is None else signer.nonces.taken,  # one pair per signature
         )
 
     @property

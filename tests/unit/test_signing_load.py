@@ -5,10 +5,12 @@ its own clocks."""
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from activation.api.nonces import NonceSource
 from activation.api.signing import Signer
 from activation.api.signing_load import (
     ENGAGE_AT,
@@ -57,10 +59,18 @@ def test_busy_share_counts_the_signatures_the_helper_did(
     assert inline_busy_share(cpu, wall, precomputed, saving) == pytest.approx(expected)
 
 
+class _PairsTaken:
+    """Stands for the helper's nonce source: SigningLoad reads only its count of pairs taken."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+
 class _Clocks:
     def __init__(self) -> None:
         self.cpu = 100.0
         self.wall = 1_000.0
+        self.pairs = _PairsTaken()
 
     def window(self, signer: Signer, *, cpu: float, inline: int = 0, precomputed: int = 0) -> None:
         """A quarter second in which the process used `cpu` seconds and signed so many answers
@@ -69,10 +79,11 @@ class _Clocks:
         self.wall += 0.25
         signer.inline_signed += inline
         signer.inline_seconds += inline * 20e-6
-        signer.precomputed_signed += precomputed
+        self.pairs.taken += precomputed
 
 
 def _load(signer: Signer, clocks: _Clocks) -> SigningLoad:
+    signer.attach(cast(NonceSource, clocks.pairs))
     return SigningLoad(
         signer,
         cpu_time=lambda: clocks.cpu,
