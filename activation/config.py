@@ -49,8 +49,6 @@ class Settings:
     dev: bool = False
     answer_valid_days: int = 7
     negative_cache_seconds: int = 60
-    hot_redis_client: str = "lean"
-    signing_nonce_helper: bool = True
     database_timeout_seconds: int = 15
 
     @property
@@ -98,8 +96,6 @@ class Settings:
             public_port=reader.integer("PUBLIC_PORT", 8080, minimum=0),
             admin_port=reader.integer("ADMIN_PORT", 8081, minimum=0),
             dev=reader.flag("DEV"),
-            hot_redis_client=reader.choice("REDIS_HOT_CLIENT", ("lean", "redis-py"), "lean"),
-            signing_nonce_helper=reader.flag("SIGNING_NONCE_HELPER", default=True),
             database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
         )
 
@@ -136,12 +132,6 @@ class _Reader:
         if value in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
-
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        value = self.text(name) or default
-        if value not in allowed:
-            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        return value
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         raw = self.text(name)
