@@ -50,6 +50,12 @@ class Settings:
     answer_valid_days: int = 7
     negative_cache_seconds: int = 60
     database_timeout_seconds: int = 15
+    max_inflight: int = 1000
+    request_head_timeout_seconds: float = 10.0
+    # Idle keep-alive connections of the public port close after this long. Not an
+    # environment variable: above the 60 s idle timeout load balancers use by default, so the
+    # balancer, not the server, closes a pooled connection (no request lost in the race).
+    keepalive_timeout_seconds: float = 75.0
 
     @property
     def grace(self) -> timedelta:
@@ -97,6 +103,10 @@ class Settings:
             admin_port=reader.integer("ADMIN_PORT", 8081, minimum=0),
             dev=reader.flag("DEV"),
             database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
+            max_inflight=reader.integer("MAX_INFLIGHT", 1000, minimum=1),
+            request_head_timeout_seconds=reader.integer(
+                "REQUEST_HEAD_TIMEOUT_SECONDS", 10, minimum=1
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -133,6 +133,12 @@ class ApiMetrics:
             registry=self.registry,
         )
         self._by_class = {n: Tally(self.responses.labels(f"{n}xx")) for n in STATUS_CLASSES}
+        self.activations_shed = Counter(
+            "activations_shed_total",
+            "Activations answered 503 with Retry-After because the process already had "
+            "MAX_INFLIGHT activations in progress (also counted as 5xx in api_responses_total).",
+            registry=self.registry,
+        )
         self.dependency_errors = Counter(
             "dependency_unavailable_total",
             "Requests answered 503 because a dependency was unreachable.",

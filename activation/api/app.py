@@ -3,12 +3,22 @@
 Served by aiohttp's low-level server (`web.Server`) with a dict of its seven fixed paths
 instead of a `web.Application`: no router and no application lookups per request. The admin
 API and the console stay Applications: they are not hot.
+
+Load a process cannot serve is refused early and cheaply:
+
+- a request head must arrive within REQUEST_HEAD_TIMEOUT_SECONDS of its first byte, and an
+  idle keep-alive connection closes after `Settings.keepalive_timeout_seconds` (aiohttp's
+  `keepalive_timeout`, 75 s), see api/wire.py;
+- at most MAX_INFLIGHT activations are answered at once (SPEC §10): one more is answered 503
+  with a Retry-After drawn uniformly from 1-5 s (a fleet told to come back does not come back
+  in step) before its body is read, and counted in `activations_shed_total`.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -37,6 +47,8 @@ from metrics import exposition
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
+SHED_RETRY_AFTER_SECONDS = (1, 5)  # Retry-After of a shed activation: uniform, whole seconds
+
 
 class EventIds:
     """Unique event ids without a system call per request: a random 64-bit prefix drawn once
@@ -64,6 +76,8 @@ class PublicApi:
         self._metrics = resources.metrics
         self._releases = resources.releases
         self._event_ids = EventIds()
+        self._max_inflight = settings.max_inflight
+        self.inflight = 0  # activations being answered now
         self._answerer = Answerer(settings.grace, timedelta(days=settings.answer_valid_days))
         routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/activations"): self.activate,
@@ -83,7 +97,13 @@ class PublicApi:
 
     def server(self) -> ProblemServer:
         """The public port's `web.Server`."""
-        return ProblemServer(self.handle, access_log=None)
+        settings = self.resources.settings
+        return ProblemServer(
+            self.handle,
+            access_log=None,
+            keepalive_timeout=settings.keepalive_timeout_seconds,
+            head_timeout=settings.request_head_timeout_seconds,
+        )
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every answer is problem JSON on error and 503 with Retry-After on an outage
@@ -113,9 +133,20 @@ class PublicApi:
         self._metrics.dependency_errors.labels(dependency).inc()
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
-        return self._signed(
-            await self._activation(await read_json_object(request), request.remote or "unknown")
-        )
+        if self.inflight >= self._max_inflight:
+            raise self._shed()
+        self.inflight += 1
+        try:
+            data = await read_json_object(request)
+            return self._signed(await self._activation(data, request.remote or "unknown"))
+        finally:
+            self.inflight -= 1
+
+    def _shed(self) -> ProblemError:
+        self._metrics.activations_shed.inc()
+        error = ProblemError(503, "the server is at its limit of activations in progress")
+        error.headers = {"Retry-After": str(random.randint(*SHED_RETRY_AFTER_SECONDS))}
+        return error
 
     async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
         """The signed body of the answer to the activation `data` from `ip`."""

@@ -44,7 +44,10 @@ class ProblemRequestHandler(web.RequestHandler):
         self._bytes_in_request = False  # bytes of a next (pipelined) request may have come
 
     def data_received(self, data: bytes) -> None:
-        if self._in_request:
+        # aiohttp calls this itself with b"" (to resume its parser): no byte of a client's.
+        if not data:
+            pass
+        elif self._in_request:
             self._bytes_in_request = True
         elif self._head_clock is None and self.head_timeout is not None:
             self._start_head_clock()
