@@ -129,7 +129,7 @@ async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion |
         loop.add_signal_handler(signum, stop.set)
     async with open_resources(settings) as resources:
         public = PublicApi(resources)
-        async with public.signing_nonces(), fold_periodically(resources.metrics.registry):
+        async with fold_periodically(resources.metrics.registry):
             runners = await _start_sites(settings, resources, public, reuse_port)
             # Objects alive after start-up live for the whole process: keep the collector off
             # them.
@@ -161,7 +161,12 @@ async def _start_sites(
 
     runners: list[web.BaseRunner] = [
         web.ServerRunner(public.server()),
-        ProblemAppRunner(create_admin_app(resources), access_log=None),
+        ProblemAppRunner(
+            create_admin_app(resources),
+            access_log=None,
+            keepalive_timeout=settings.keepalive_timeout_seconds,
+            head_timeout=settings.request_head_timeout_seconds,
+        ),
     ]
     for runner, port in zip(runners, (settings.public_port, settings.admin_port), strict=True):
         await runner.setup()
