@@ -52,6 +52,8 @@ class Settings:
     hot_redis_client: str = "lean"
     signing_nonce_helper: bool = True
     database_timeout_seconds: int = 15
+    # Signing-key rotation (activation/api/keyring.py): more published keys.
+    signing_keys_dir: str | None = None
 
     @property
     def grace(self) -> timedelta:
@@ -101,6 +103,7 @@ class Settings:
             hot_redis_client=reader.choice("REDIS_HOT_CLIENT", ("lean", "redis-py"), "lean"),
             signing_nonce_helper=reader.flag("SIGNING_NONCE_HELPER", default=True),
             database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
+            signing_keys_dir=reader.text("SIGNING_KEYS_DIR"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from activation.api.answers import Answerer
 from activation.api.expect import expect_continue
 from activation.api.fastlane import FastLaneServer
+from activation.api.keyring import load_keyring
 from activation.api.lane_call import LaneCall
 from activation.api.nonces import NonceSource
 from activation.api.openapi import openapi_handler
@@ -90,6 +91,7 @@ class PublicApi:
             ("POST", "/v1/activations"): self.activate,
             ("POST", "/v1/deactivations"): self.deactivate,
             ("GET", "/v1/signing-key"): self.signing_key,
+            ("GET", "/v1/signing-keys"): self.signing_keys,
             ("GET", "/healthz"): self.healthz,
             ("GET", "/readyz"): self.readyz,
             ("GET", "/metrics"): self.metrics,
@@ -187,7 +189,10 @@ class PublicApi:
     def lane_success(self, answer: bytes) -> bytes:
         """The whole HTTP answer of the signed answer body `answer`."""
         self._metrics.count_response(200)
-        return signed_json_bytes(KEEP_ALIVE_200, self.signer.header(answer).encode(), answer)
+        signer = self.signer
+        return signed_json_bytes(
+            KEEP_ALIVE_200, signer.header(answer).encode(), signer.key_id.encode(), answer
+        )
 
     def lane_failure(self, error: Exception) -> bytes:
         """The whole HTTP answer to an activation that failed with `error`."""
@@ -283,10 +288,15 @@ class PublicApi:
         return error
 
     def _signed(self, body: bytes) -> SignedJson:
-        return SignedJson(body, self.signer.header(body))
+        return SignedJson(body, self.signer.header(body), self.signer.key_id)
 
     async def signing_key(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response(self.signer.public_document)
+
+    async def signing_keys(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every published key, the current one first (SPEC §5, api/keyring.py)."""
+        keyring = self.resources.keyring or load_keyring(self.signer.public_key, None)
+        return web.json_response(keyring.documents())
 
     async def healthz(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response({"status": "ok"})

@@ -21,6 +21,7 @@ from nacl.bindings import (
     crypto_sign_seed_keypair,
 )
 
+from activation.api.keyring import key_id
 from activation.api.nonces import NonceSource
 from metrics.tally import Tally
 
@@ -66,6 +67,7 @@ class Signer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         self.public_key: Ed25519PublicKey = public
+        self.key_id = key_id(raw)  # sent as X-Signature-Key-Id (activation/api/keyring.py)
         self.public_document = {
             "algorithm": "ed25519",
             "public_key": base64.b64encode(raw).decode(),

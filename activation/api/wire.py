@@ -31,12 +31,14 @@ KEEP_ALIVE_200 = b"HTTP/1.1 200 OK\r\n"  # an HTTP/1.1 keep-alive answer needs n
 
 
 class SignedJson(web.StreamResponse):
-    """A 200 answer of `body` (JSON) with its `X-Signature` header value."""
+    """A 200 answer of `body` (JSON) with its `X-Signature` header value and the id of the key
+    that signed it (`X-Signature-Key-Id`)."""
 
-    def __init__(self, body: bytes, signature: str) -> None:
+    def __init__(self, body: bytes, signature: str, key_id: str) -> None:
         super().__init__()
         self._answer = body
         self._signature = signature.encode()
+        self._key_id = key_id.encode()
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self._eof_sent:
@@ -56,7 +58,7 @@ class SignedJson(web.StreamResponse):
             head = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
         else:
             head = b"HTTP/%d.%d 200 OK\r\n" % (version.major, version.minor)
-        await writer.write(signed_json_bytes(head, self._signature, self._answer))
+        await writer.write(signed_json_bytes(head, self._signature, self._key_id, self._answer))
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:
@@ -71,13 +73,13 @@ class SignedJson(web.StreamResponse):
         self._payload_writer = None
 
 
-def signed_json_bytes(head: bytes, signature: bytes, body: bytes) -> bytes:
-    """A 200 answer of JSON `body` signed with `signature` as one buffer; `head` is the status
-    line and any Connection header."""
+def signed_json_bytes(head: bytes, signature: bytes, key_id: bytes, body: bytes) -> bytes:
+    """A 200 answer of JSON `body` signed with `signature` by the key `key_id`, as one buffer;
+    `head` is the status line and any Connection header."""
     return (
-        b"%sContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n"
-        b"Date: %s\r\nServer: %s\r\n\r\n%s"
-        % (head, signature, len(body), rfc822_formatted_time().encode(), _SERVER, body)
+        b"%sContent-Type: application/json\r\nX-Signature: %s\r\nX-Signature-Key-Id: %s\r\n"
+        b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\n\r\n%s"
+        % (head, signature, key_id, len(body), rfc822_formatted_time().encode(), _SERVER, body)
     )
 
 

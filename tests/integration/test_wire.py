@@ -17,7 +17,7 @@ BODY = b'{"valid":true,"code":"VALID"}'
 
 async def _answer(request: web.BaseRequest) -> web.StreamResponse:
     await request.read()
-    return SignedJson(BODY, "ed25519=c2lnbmF0dXJl")
+    return SignedJson(BODY, "ed25519=c2lnbmF0dXJl", "0123456789abcdef")
 
 
 async def _exchange(server: RawTestServer, raw: bytes, answers: int = 1) -> list[bytes]:
