@@ -154,7 +154,7 @@ class ActivationClient:
     transport: Transport = field(default_factory=UrllibTransport)
 
     @property
-    def _store(self) -> AnswerStore | None:
+    def answer_store(self) -> AnswerStore | None:
         if self.state_dir is None:
             return None
         return AnswerStore(self.state_dir, self.server, self.license_key, self.fingerprint)
@@ -210,7 +210,7 @@ class ActivationClient:
         used = verify_signature(self.public_keys, signed.body, signed.signature, signed.key_id)
         answer = answer_of(signed.body, self.fingerprint)
         check_online(answer, nonce, self.clock.now(), self.tolerance)
-        store = self._store
+        store = self.answer_store
         if store is not None:
             store.save(signed)
         valid = answer.get("valid") is True
@@ -218,7 +218,7 @@ class ActivationClient:
 
     def _fallback(self, problem: str, attempts: int) -> Verdict:
         """The stored answer decides while it is valid; otherwise nothing is decided."""
-        store = self._store
+        store = self.answer_store
         stored = None if store is None else store.load()
         if stored is None:
             return Verdict(False, False, "none", problem, None, None, attempts, problem)
