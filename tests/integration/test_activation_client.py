@@ -44,7 +44,8 @@ async def test_a_valid_key_is_valid_and_the_answer_is_stored(
     verdict = await check(client)
     assert (verdict.exit_code, verdict.source, verdict.to_json()["code"]) == (0, "server", "VALID")
     assert verdict.attempts == 1
-    assert client.answer_store is not None and client.answer_store.load() is not None, "kept for outages"
+    store = client.answer_store
+    assert store is not None and store.load() is not None, "kept for outages"
 
 
 async def test_r13_a_second_server_runs_in_grace(
