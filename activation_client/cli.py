@@ -2,6 +2,7 @@
 
     activation-client check --server URL --key K --fingerprint F --product P --version V
                             [--public-key B64 ...] [--state-dir DIR] [--max-wait S]
+    (without --public-key: the comma-separated keys in ACTIVATION_PUBLIC_KEYS)
     activation-client verify-file FILE --public-key B64 [--public-key B64 ...] [--fingerprint F]
 
 Prints the decision as JSON; exit 0 when valid, 1 when a trusted answer says no, 2 when no
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from activation_client.client import ActivationClient, Verdict, verify_file
 from activation_client.verify import PinnedKeys
+
+KEYS_ENV = "ACTIVATION_PUBLIC_KEYS"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--public-key",
         action="append",
-        required=True,
-        help="a pinned public key (base64, raw 32 bytes); repeat for several",
+        default=[],
+        help="a pinned public key (base64, raw 32 bytes); repeat for several "
+        f"(default: the comma-separated keys in {KEYS_ENV})",
     )
     check.add_argument("--state-dir", type=Path, help="where the last verified answer is kept")
     check.add_argument(
@@ -50,15 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("file", type=Path)
     verify.add_argument("--public-key", action="append", required=True)
     verify.add_argument("--fingerprint", help="this server's fingerprint (checked when given)")
-    return parser  # fmt: skip
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    pinned = args.public_key or [k for k in os.environ.get(KEYS_ENV, "").split(",") if k.strip()]
     try:
-        keys = PinnedKeys.from_base64(args.public_key)
-    except ValueError as error:
-        sys.exit(f"activation-client: {error}")
+        keys = PinnedKeys.from_base64(key.strip() for key in pinned)
+    except ValueError as error:  # nothing can be trusted without a pinned key: undecided
+        _print(Verdict(False, False, "none", f"{error} (--public-key or {KEYS_ENV})"))
+        sys.exit(2)
     if args.command == "check":
         verdict = ActivationClient(
             server=args.server,
@@ -79,5 +86,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             verdict = Verdict(False, False, "none", f"cannot read {args.file}: {error}")
         else:
             verdict = verify_file(text, keys, args.fingerprint, datetime.now(UTC))
-    print(json.dumps(verdict.to_json(), indent=2))
+    _print(verdict)
     sys.exit(verdict.exit_code)
+
+
+def _print(verdict: Verdict) -> None:
+    print(json.dumps(verdict.to_json(), indent=2))

@@ -3,7 +3,11 @@ Redis: the answers it accepts, the ones it refuses, outages, and how a fleet ret
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import statistics
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from tests.integration.client_support import (
 from tests.integration.helpers import activate, create_license
 
 Headers = dict[str, str]
+CLIENT = Path(sys.executable).parent / "activation-client"
 
 
 async def _license(admin: Client, headers: Headers, **fields: object) -> str:
@@ -238,3 +243,36 @@ async def test_a_429_storm_honours_retry_after_and_spreads(
     print(f"429 storm, first retry: {spread}")
     assert spread["distinct"] == 100 and spread["max"] - spread["min"] >= 0.4, spread
     assert min(first) >= 1.0, spread
+
+
+async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    process = await asyncio.create_subprocess_exec(
+        str(CLIENT), *args, stdout=asyncio.subprocess.PIPE, env=env
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, json.loads(output)
+
+
+async def test_the_command_prints_the_decision_and_exits_by_it(
+    public_client: Client, admin_client: Client, admin_headers: Headers, tmp_path: Path
+) -> None:
+    key = await _license(admin_client, admin_headers)
+    public_key = (await (await public_client.get("/v1/signing-key")).json())["public_key"]
+    check_args = ("check", "--server", url_of(public_client), "--key", key, "--fingerprint",
+                  "server-a", "--product", "smartermail", "--version", "16.3.6989")  # fmt: skip
+    code, printed = await _cli(*check_args, "--public-key", public_key, "--state-dir",
+                               str(tmp_path))  # fmt: skip
+    assert (code, printed["code"], printed["source"]) == (0, "VALID", "server"), printed
+    env = os.environ | {"ACTIVATION_PUBLIC_KEYS": f"{public_key}, "}
+    code, printed = await _cli(*check_args, env=env)
+    assert (code, printed["valid"]) == (0, True), printed
+    code, printed = await _cli(*check_args, env=os.environ | {"ACTIVATION_PUBLIC_KEYS": ""})
+    assert (code, printed["decided"]) == (2, False) and "pinned" in printed["detail"], printed
+    await admin_client.post(f"/admin/v1/licenses/{key}/disable", json={"reason": "x"},
+                            headers=admin_headers)  # fmt: skip
+    code, printed = await _cli(*check_args, "--public-key", public_key)
+    assert (code, printed["code"]) == (1, "DISABLED"), printed
+    code, printed = await _cli("verify-file", str(tmp_path / "missing.txt"), "--public-key",
+                               public_key)  # fmt: skip
+    assert (code, printed["decided"]) == (2, False), printed
