@@ -20,6 +20,8 @@ from fraud.worker import Worker
 from metrics import WorkerMetrics
 from tests.integration.client_support import Client
 from tests.integration.helpers import (
+    HOSTILE_VALUES,
+    WRONG_TYPES,
     activate,
     advance_clock,
     create_license,
@@ -192,3 +194,21 @@ async def test_the_console_issues_a_file_from_the_license_page(
     page = await (await admin_client.get(f"/console/licenses/{key}")).text()
     assert re.search(r"offline file until 2026-12-17 09:00", page), page
     assert "vault-7" in page
+
+
+async def test_hostile_values_in_every_field_are_4xx_never_5xx(
+    admin_client: Client, admin_headers: Headers
+) -> None:
+    key = await _key(admin_client, admin_headers, failover=True, max_servers=100)
+    fields = ("fingerprint", "hostname", "product", "version", "days", "addons",
+              "confirm_over_limit")  # fmt: skip
+    statuses: dict[int, int] = {}
+    for field in fields:
+        for value in (*HOSTILE_VALUES, *WRONG_TYPES):
+            response = await admin_client.post(
+                f"/admin/v1/licenses/{key}/offline-files", json=order() | {field: value},
+                headers=admin_headers,
+            )  # fmt: skip
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+            assert response.status in (201, 400), (field, value, await response.text())
+    assert statuses.get(400, 0) > 150, statuses
