@@ -50,7 +50,7 @@ async def test_a_reviewer_issues_an_offline_file_from_the_license_page(
     await form.locator("input[name=days]").fill("120")
     await form.locator("button:has-text('Issue offline file')").click()
 
-    await expect(page.locator("h1")).to_contain_text("Offline license file #1")
+    await expect(page.locator("h1")).to_contain_text("Offline license file #")
     text = await page.locator("pre.license-file").inner_text()
     await page.screenshot(path=str(screenshots / "offline-file.png"), full_page=True)
     now = datetime(2026, 11, 23, 12, tzinfo=UTC)
