@@ -3,6 +3,7 @@
     activation-server [serve] [--host H] [--public-port P] [--admin-port A] [--processes N]
     activation-server migrate
     activation-server rebuild-cache
+    activation-server keys new [--out FILE]
 
 With `--processes N` the parent starts N server processes that share both ports
 (SO_REUSEPORT: the kernel spreads connections) and stops them on SIGTERM/SIGINT.
@@ -52,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def server_main(argv: Sequence[str] | None = None) -> None:
     configure_logging()
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["keys"]:
+        keys_main(arguments[1:])
+        return
+    args = _parser().parse_args(arguments)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
@@ -79,6 +84,27 @@ def server_main(argv: Sequence[str] | None = None) -> None:
         serve(settings)
         return
     run_processes(settings, args.processes)
+
+
+def keys_main(argv: Sequence[str]) -> None:
+    """`keys new [--out FILE]`: a new signing key file (mode 0600), its id and public key
+    printed; no settings needed (the rotation steps are in the README)."""
+    from pathlib import Path
+
+    from activation.api.keyring import write_private_key
+
+    parser = argparse.ArgumentParser(prog="activation-server keys")
+    parser.add_argument("action", choices=["new"])
+    parser.add_argument("--out", help="the new key's file (default signing-key-<id>.pem)")
+    args = parser.parse_args(argv)
+    try:
+        path, key = write_private_key(Path(args.out) if args.out else None)
+    except FileExistsError as error:
+        sys.exit(f"{error.filename} exists already; not replaced")
+    document = key.document(current=False)
+    print(f"file: {path}")
+    print(f"id: {key.id}")
+    print(f"public_key: {document['public_key']}")
 
 
 async def run_migrations(database_url: str) -> list[int]:

@@ -56,6 +56,8 @@ class Settings:
     # environment variable: above the 60 s idle timeout load balancers use by default, so the
     # balancer, not the server, closes a pooled connection (no request lost in the race).
     keepalive_timeout_seconds: float = 75.0
+    # Signing-key rotation (activation/api/keyring.py): more published keys.
+    signing_keys_dir: str | None = None
 
     @property
     def grace(self) -> timedelta:
@@ -107,6 +109,7 @@ class Settings:
             request_head_timeout_seconds=reader.integer(
                 "REQUEST_HEAD_TIMEOUT_SECONDS", 10, minimum=1
             ),
+            signing_keys_dir=reader.text("SIGNING_KEYS_DIR"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -14,6 +14,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from activation.api.keyring import KeyRing, load_keyring
 from activation.api.signing import Signer, load_signer
 from activation.clock import Clock, RedisTestClock, SystemClock
 from activation.config import Settings
@@ -36,6 +37,7 @@ class Resources:
     clock: Clock
     signer: Signer | None
     metrics: ApiMetrics
+    keyring: KeyRing | None = None  # the published signing keys, when signing
 
 
 def connect_redis(url: str) -> Redis:
@@ -100,6 +102,9 @@ async def open_resources(
         clock: Clock = RedisTestClock(redis, layout.clock) if settings.test_clock else SystemClock()
         releases = ReleaseCatalog(registry)
         signer = load_signer(settings.signing_key_file, generate=settings.dev) if signing else None
+        keyring = (
+            None if signer is None else load_keyring(signer.public_key, settings.signing_keys_dir)
+        )
         async with releases.running():
             yield Resources(
                 settings=settings,
@@ -112,6 +117,7 @@ async def open_resources(
                 clock=clock,
                 signer=signer,
                 metrics=metrics,
+                keyring=keyring,
             )
     finally:
         if hot_client is not None:

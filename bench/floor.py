@@ -63,7 +63,7 @@ def make_handler(
         elif signer is not None:
             signature = signer.header(body)
         if low_level and signature is not None:
-            return SignedJson(body, signature)
+            return SignedJson(body, signature, "floor")
         headers = None if signature is None else {"X-Signature": signature}
         return web.Response(body=body, content_type="application/json", headers=headers)
 

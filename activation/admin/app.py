@@ -18,6 +18,7 @@ from activation.admin import (
     imports,
     licenses,
     ms_routes,
+    offline_files,
     releases,
     tokens,
 )
@@ -43,6 +44,7 @@ def create_admin_app(resources: Resources) -> web.Application:
     # imports before licenses: "/licenses/import" must not be taken for a key
     for module in (
         customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes, cases,
+        offline_files,
     ):  # fmt: skip
         add_routes(app.router, module.routes)
     add_routes(

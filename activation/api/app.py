@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
 from activation.api.expect import expect_continue
+from activation.api.keyring import load_keyring
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import (
     ActivationBody,
@@ -83,6 +84,7 @@ class PublicApi:
             ("POST", "/v1/activations"): self.activate,
             ("POST", "/v1/deactivations"): self.deactivate,
             ("GET", "/v1/signing-key"): self.signing_key,
+            ("GET", "/v1/signing-keys"): self.signing_keys,
             ("GET", "/healthz"): self.healthz,
             ("GET", "/readyz"): self.readyz,
             ("GET", "/metrics"): self.metrics,
@@ -217,11 +219,21 @@ class PublicApi:
         return error
 
     def _signed(self, body: bytes) -> web.Response:
-        headers = {"Content-Type": "application/json", "X-Signature": self.signer.header(body)}
+        signer = self.signer
+        headers = {
+            "Content-Type": "application/json",
+            "X-Signature": signer.header(body),
+            "X-Signature-Key-Id": signer.key_id,
+        }
         return web.Response(body=body, headers=headers)
 
     async def signing_key(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response(self.signer.public_document)
+
+    async def signing_keys(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every published key, the current one first (SPEC §5, api/keyring.py)."""
+        keyring = self.resources.keyring or load_keyring(self.signer.public_key, None)
+        return web.json_response(keyring.documents())
 
     async def healthz(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response({"status": "ok"})

@@ -129,6 +129,32 @@ SCHEMAS: dict[str, Schema] = {
         deactivated={"const": True},
     ),
     "SigningKey": _answer("public_key:str pem:str", algorithm={"const": "ed25519"}),
+    "SigningKeys": _answer(
+        "keys:[PublishedKey]",
+    ),
+    "PublishedKey": _answer(
+        "id:str public_key:str pem:str current:bool", algorithm={"const": "ed25519"}
+    ),
+    "OfflineFile": _answer("body:str signature:str key_id:str file:str"),
+    "OfflineFileRequest": _request(
+        {
+            "fingerprint": {"type": "string", "pattern": r"^[A-Za-z0-9._:+/=-]{1,128}$"},
+            "product": {"type": "string", "pattern": NAME_PATTERN, "example": "smartermail"},
+            "version": _text(32, pattern=VERSION_PATTERN, example="16.3.6989"),
+            "days": {"type": "integer", "minimum": 1, "maximum": 400},
+        },
+        {
+            "hostname": _nullable(_text(253, pattern=HOSTNAME_PATTERN)),
+            "addons": _nullable(
+                {
+                    "type": "array",
+                    "maxItems": 32,
+                    "items": {"type": "string", "pattern": NAME_PATTERN},
+                }
+            ),
+            "confirm_over_limit": TYPES["bool"],
+        },
+    ),
     "Customer": _answer("id:int name:str email:str phone:str? created_at:moment"),
     "License": _answer(
         "key:str customer_id:int product:str purchased_on:day ms_covered_through:day?"
@@ -242,6 +268,7 @@ def _response(
         headers["Retry-After"] = {"type": "string", "pattern": "^[0-9]+$"}
     if signed:
         headers["X-Signature"] = {"type": "string", "pattern": "^ed25519=[A-Za-z0-9+/]+=*$"}
+        headers["X-Signature-Key-Id"] = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
     response: Schema = {"description": media_type, "content": {media_type: {"schema": schema}}}
     if headers:
         response["headers"] = {name: {"required": True, "schema": s} for name, s in headers.items()}
@@ -309,6 +336,10 @@ def _public_paths() -> dict[str, Schema]:
             *body_errors, 404, body="DeactivationRequest", admin=False,
         )},
         "/v1/signing-key": {"get": _op("the public key", {200: _ok("SigningKey")}, admin=False)},
+        "/v1/signing-keys": {"get": _op(
+            "every published signing key, the current one first", {200: _ok("SigningKeys")},
+            admin=False,
+        )},
         "/healthz": {"get": _op("liveness", {200: _ok(_answer("status:str"))}, admin=False)},
         "/readyz": {"get": _op(
             "readiness: Redis and PostgreSQL answer",
@@ -360,6 +391,12 @@ def _admin_paths() -> dict[str, Schema]:
         )},
         f"{key}/addons/{{name}}": {"delete": _op(
             "remove an add-on", LICENSE, 404, params=[*KEY, _path("name", "eas")],
+        )},
+        f"{key}/offline-files": {"post": _op(
+            "a signed license file for an air-gapped server; 409 for a disabled key or, without"
+            " confirm_over_limit, a server beyond the key's allowed servers",
+            {201: _ok("OfflineFile")}, 400, 404, 409, 429,
+            body="OfflineFileRequest", params=KEY,
         )},
         f"{key}/ms-quote": {"get": _op(
             "the price and coverage of M&S bought on a day (R3/R4)", {200: _ok("MsQuote")},

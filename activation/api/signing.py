@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from nacl.signing import SigningKey
 
+from activation.api.keyring import key_id
+
 log = logging.getLogger(__name__)
 
 DEV_KEY_FILE = ".dev/signing-key.pem"
@@ -42,6 +44,7 @@ class Signer:
         )
         self.public_key: Ed25519PublicKey = public
         self.public_raw = raw
+        self.key_id = key_id(raw)  # sent as X-Signature-Key-Id (activation/api/keyring.py)
         self.public_document = {
             "algorithm": "ed25519",
             "public_key": base64.b64encode(raw).decode(),

@@ -20,7 +20,7 @@ from activation.admin.state import RESOURCES, resources_of
 from activation.api.expect import add_routes, expect_continue
 from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, unreachable_dependency
 from activation.runtime import Resources
-from fraud.console import forms, pages, sessions, tokens
+from fraud.console import forms, offline, pages, sessions, tokens
 from fraud.console.render import SECURITY_HEADERS, SESSION, render
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def create_console_app(resources: Resources) -> web.Application:
     app = web.Application(middlewares=[console_middleware])
     app[RESOURCES] = resources
     app[LADDER] = ladder_for(resources.settings)
-    for module in (pages, forms, tokens):
+    for module in (pages, forms, tokens, offline):
         add_routes(app.router, module.routes)
     app.router.add_static("/static/", STATIC, append_version=False, expect_handler=expect_continue)
     return app

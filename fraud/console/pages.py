@@ -14,6 +14,7 @@ from aiohttp import web
 
 from activation.admin.cases import SEVERITIES, ladder_of
 from activation.admin.license_common import full_view, license_json, path_key
+from activation.admin.offline_files import offline_files
 from activation.admin.parsing import whole_number
 from activation.admin.state import Role, resources_of
 from activation.licensing.model import CaseStage
@@ -96,12 +97,14 @@ async def show_case(
     async with resources.pool.acquire() as conn:
         record = await admin_store.fetch_license(conn, key)
         stored = await conn.fetch(_INSTALLATIONS, key)
+        files = await offline_files(conn, key)
     window = resources.settings.active_window
+    servers = views.installations(stored, detail["servers"], at, window)
     done = views.DONE.get(request.query.get("done", ""))
     return render(
         request, "case.html", status=status, case=detail, error=error, done=done,
         license=None if record is None else license_json(record, at.date()),
-        servers=views.installations(stored, detail["servers"], at, window),
+        servers=views.mark_offline(servers, files, at), offline_files=files, from_case=case_id,
         timeline=views.timeline(detail["timeline"], detail["notifications"]),
         days_left=views.days_left(detail["next_deadline"], at),
     )  # fmt: skip
@@ -110,7 +113,13 @@ async def show_case(
 @routes.get(r"/licenses/{key:[A-Za-z0-9-]{1,64}}")
 @page(Role.VIEWER)
 async def license_page(request: web.Request) -> web.Response:
-    key = path_key(request)
+    return await show_license(request, path_key(request))
+
+
+async def show_license(
+    request: web.Request, key: str, *, status: int = 200, error: str | None = None
+) -> web.Response:
+    """The license page; a refused offline-file form re-renders it with `error`."""
     resources = resources_of(request)
     async with resources.pool.acquire() as conn:
         record = await admin_store.fetch_license(conn, key)
@@ -120,6 +129,7 @@ async def license_page(request: web.Request) -> web.Response:
             "FROM fraud_cases WHERE license_key = $1 ORDER BY id DESC",
             key,
         )
+        files = await offline_files(conn, key)
     if record is None:
         raise web.HTTPNotFound(reason=f"no license {key}")
     at = await resources.clock.now()
@@ -127,7 +137,10 @@ async def license_page(request: web.Request) -> web.Response:
     servers = views.installations(
         stored, view["installations"], at, resources.settings.active_window
     )
-    return render(request, "license.html", license=view, servers=servers, cases=cases)
+    return render(
+        request, "license.html", status=status, license=view, cases=cases, error=error,
+        servers=views.mark_offline(servers, files, at), offline_files=files, from_case=None,
+    )  # fmt: skip
 
 
 @routes.get("/dashboard")

@@ -94,6 +94,28 @@ def installations(
     return sorted(out, key=lambda r: (not r["active"], str(r.get("hostname", ""))))
 
 
+def mark_offline(
+    servers: Sequence[Mapping[str, Any]], files: Sequence[Mapping[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Servers holding an offline license file still valid at `now` show it (`offline_until`);
+    their last-seen time is the file's issue (Redis counts them as seen later, so that they
+    stay active until the file's end: activation/admin/offline_files.py)."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for file in files:  # newest first
+        until = file["valid_until"]
+        if until is not None and until > now:
+            newest.setdefault(file["fingerprint"], file)
+    out = []
+    for server in servers:
+        held = newest.get(server["fingerprint"])
+        row = dict(server) | {"offline_until": None if held is None else held["valid_until"]}
+        seen = row.get("last_seen_at")
+        if held is not None and seen is not None and _at(seen) > now:
+            row["last_seen_at"] = held["issued_at"]
+        out.append(row)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Bar:
     day: date

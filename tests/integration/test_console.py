@@ -145,7 +145,7 @@ async def test_token_guessing_is_throttled_per_client_address(admin_client: Clie
 async def test_every_state_changing_route_needs_the_csrf_token(
     admin_client: Client, admin_headers: Headers, resources: Resources, case: tuple[int, str]
 ) -> None:
-    case_id, _ = case
+    case_id, key = case
     viewer_secret = await new_token(admin_client, admin_headers, "viewer")
     token_id = await resources.pool.fetchval("SELECT max(id) FROM api_tokens")
     changing = [
@@ -155,7 +155,10 @@ async def test_every_state_changing_route_needs_the_csrf_token(
     ]
     ids = {"/cases/": case_id, "/tokens/": token_id}
     paths = sorted(
-        "/console" + path.replace("{id}", str(next((v for k, v in ids.items() if k in path), 0)))
+        "/console"
+        + path.replace("{id}", str(next((v for k, v in ids.items() if k in path), 0))).replace(
+            "{key}", key
+        )
         for path in changing
     )
     assert len(paths) >= 5, paths  # login, logout, case actions, token create and revoke
@@ -206,10 +209,20 @@ async def test_hostile_hostname_renders_escaped(
 
 
 async def test_every_page_carries_the_security_headers(
-    admin_client: Client, case: tuple[int, str], resources: Resources
+    admin_client: Client, admin_headers: Headers, case: tuple[int, str], resources: Resources
 ) -> None:
     case_id, key = case
+    issued = await admin_client.post(
+        f"/admin/v1/licenses/{key}/offline-files",
+        json={"fingerprint": "server-a", "product": "smartermail", "version": "16.3.6989",
+              "days": 30},
+        headers=admin_headers,
+    )  # fmt: skip
+    assert issued.status == 201, await issued.text()
+    file_id = (await issued.json())["id"]
     gets = [
+        f"/console/offline-files/{file_id}",
+        f"/console/offline-files/{file_id}/license.txt",
         "/console/login",
         "/console/",
         "/console/dashboard",
