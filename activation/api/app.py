@@ -45,6 +45,7 @@ from activation.api.problems import (
 from activation.api.signing import Signer
 from activation.api.signing_load import SigningLoad
 from activation.api.wire import KEEP_ALIVE_200, SignedJson, response_bytes, signed_json_bytes
+from activation.client_address import client_address, request_client
 from activation.clock import SystemClock
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded, ScriptOutcome
@@ -79,6 +80,7 @@ class PublicApi:
         self._metrics = resources.metrics
         self._releases = resources.releases
         self._event_ids = EventIds()
+        self._trusted_proxies = settings.trusted_proxies
         # The lane's calls go on from the script's reply only on the system clock: the test
         # clock (SPEC §6) is a Redis read of its own.
         clock = resources.clock
@@ -150,9 +152,8 @@ class PublicApi:
         self._metrics.dependency_errors.labels(dependency).inc()
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
-        return self._signed(
-            await self._activation(await read_json_object(request), request.remote or "unknown")
-        )
+        client = request_client(request, self._trusted_proxies)
+        return self._signed(await self._activation(await read_json_object(request), client))
 
     def lane_start(self, body: bytes, ip: str, deliver: Callable[[bytes], None]) -> None:
         """Answer an activation the fast lane took (api/fastlane.py): `deliver` gets the whole
@@ -160,6 +161,7 @@ class PublicApi:
         `handle` maps them. With the system clock and the single-node lean client the script
         call is sent at once and its reply goes on in a `LaneCall` (api/lane_call.py): no task,
         future or coroutine per activation; otherwise a task awaits the whole activation."""
+        ip = client_address(ip, (), self._trusted_proxies)  # the lane takes no X-Forwarded-For
         clock = self._system_clock
         if clock is None:
             self.later(self._lane_awaited(body, ip, deliver))
@@ -253,7 +255,7 @@ class PublicApi:
                 fingerprint=body.fingerprint,
                 hostname="",
                 version="",
-                ip=request.remote or "unknown",
+                ip=request_client(request, self._trusted_proxies),
                 event_id=self._event_ids.next(),
             ),
             now,

@@ -8,8 +8,8 @@ request, so the connection handler here recognises exactly that shape in the byt
 
     POST /v1/activations HTTP/1.1, well-formed header fields only, Content-Type exactly
     application/json, one Content-Length of at most 8 KiB, the whole body present and nothing
-    after it; no Transfer-Encoding, Expect, Upgrade, Content-Encoding, Trailer or TE, and no
-    Connection other than keep-alive
+    after it; no Transfer-Encoding, Expect, Upgrade, Content-Encoding, Trailer, TE or
+    X-Forwarded-For, and no Connection other than keep-alive
 
 and answers it through `PublicApi.lane_start` (the same parse, store call, decision and
 signature as the aiohttp route), writing the answer as one buffer when it is ready (usually
@@ -51,7 +51,16 @@ _FIELD_NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _FIELDS: Final = re.compile(rb"(?:" + _FIELD_NAME + rb":[\x20-\x7e\t]*\r\n)+")
 _FIELD: Final = re.compile(rb"(" + _FIELD_NAME + rb"):([\x20-\x7e\t]*)\r\n")
 _NOT_IN_LANE: Final = frozenset(
-    (b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"trailer", b"te")
+    # X-Forwarded-For: the client may be another address than the peer (client_address.py)
+    (
+        b"transfer-encoding",
+        b"expect",
+        b"upgrade",
+        b"content-encoding",
+        b"trailer",
+        b"te",
+        b"x-forwarded-for",
+    )
 )
 MAX_BUFFERED_BYTES: Final = MAX_HEAD_BYTES + MAX_BODY_BYTES
 

@@ -8,8 +8,9 @@ those `hiredis.pack_command` makes of `ActivationStore.script_call`'s lists
 (tests/unit/test_script_packing.py compares them), so the script sees the same call.
 
 The lengths in RESP are byte counts, the template counts characters: it packs only calls
-whose every text is ASCII. Validation makes the key, fingerprint, version and event id so;
-a hostname or key prefix that is not is packed by hiredis as before (`pack` returns None).
+whose every text is ASCII, from IPv4 clients. Validation makes the key, fingerprint, version
+and event id so; a hostname or key prefix that is not, and an IPv6 client (counted per /64),
+is packed by hiredis as before (`pack` returns None).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class ScriptCallPacker:
         event_id: str,
     ) -> bytes | None:
         """The packed call, or None when some text is not ASCII (pack it with hiredis)."""
-        if not (self._ascii and hostname.isascii() and ip.isascii()):
+        # IPv6 clients are counted per /64 (KeyLayout.client_counters): packed by hiredis.
+        if not (self._ascii and hostname.isascii() and ip.isascii()) or ":" in ip:
             return None
         layout = self._layout
         tag = layout.tag_of(license_key)
