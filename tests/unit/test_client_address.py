@@ -1,4 +1,4 @@
-"""Who the client is behind a load balancer (SPEC §10, TRUSTED_PROXIES): activation/client_address.py."""
+"""Who the client is behind a load balancer (SPEC §10, TRUSTED_PROXIES): client_address.py."""
 
 from __future__ import annotations
 
