@@ -82,7 +82,10 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Trus
 
 
 def request_client(request: web.BaseRequest, trusted: TrustedNetworks) -> str:
-    """`client_address` of an aiohttp request."""
+    """`client_address` of an aiohttp request (its headers are not read when no proxy is
+    trusted: the common deployment pays for no header lookup)."""
+    if not trusted:
+        return _normal_peer(request.remote)
     return client_address(request.remote, request.headers.getall(FORWARDED_FOR, ()), trusted)
 
 
