@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiohttp import web
 
-from activation.config import Settings, SettingsError
+from activation.config import Settings, SettingsError, warn_unsafe_modes
 from activation.logs import configure_logging
 from activation.store.migrate import migrate
 
@@ -70,6 +70,7 @@ def server_main(argv: Sequence[str] | None = None) -> None:
     if args.admin_port is not None:
         overrides["admin_port"] = args.admin_port
     settings = settings.with_overrides(**overrides)
+    warn_unsafe_modes(settings)
     if settings.database_url is None or settings.redis_url is None:
         sys.exit("DATABASE_URL and REDIS_URL must be set (or use activation-dev)")
     if args.command == "migrate":

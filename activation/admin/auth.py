@@ -4,6 +4,8 @@
 - A role lower than the route needs → 403 problem (viewer < reviewer < admin).
 - `ADMIN_BOOTSTRAP_TOKEN` is accepted as an admin named "bootstrap", so a fresh deployment can
   create its first real tokens.
+- Wrong tokens are throttled per client address → 429 problem with Retry-After
+  (auth_failures.py, shared with the console's login).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from activation.admin.auth_failures import AuthFailures
 from activation.admin.state import PRINCIPAL, Principal, Role, resources_of
 from activation.api.problems import ProblemError
+from activation.client_address import request_client
 from activation.runtime import Resources
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,10 +44,24 @@ async def authenticate(request: web.Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("an Authorization: Bearer <token> header is required")
-    principal = await principal_for(resources_of(request), token)
+    resources = resources_of(request)
+    failures = failures_of(resources)
+    address = request_client(request, resources.settings.trusted_proxies)
+    wait = await failures.blocked_for(address)
+    if wait:
+        error = ProblemError(429, "too many wrong tokens from this address; retry later")
+        error.headers = {"Retry-After": str(wait)}
+        raise error
+    principal = await principal_for(resources, token)
     if principal is None:
+        await failures.count(address)
         raise _unauthorized("unknown or revoked token")
     return principal
+
+
+def failures_of(resources: Resources) -> AuthFailures:
+    """The failed-authentication counts of this deployment (admin API and console)."""
+    return AuthFailures(resources.redis, resources.layout.prefix)
 
 
 async def principal_for(resources: Resources, token: str) -> Principal | None:

@@ -42,6 +42,7 @@ from activation.api.parsing import (
 from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, problem_answer
 from activation.api.signing import Signer
 from activation.api.wire import ProblemServer
+from activation.client_address import request_client
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
@@ -79,6 +80,7 @@ class PublicApi:
         self._event_ids = EventIds()
         self._max_inflight = settings.max_inflight
         self.inflight = 0  # activations being answered now
+        self._trusted_proxies = settings.trusted_proxies
         self._answerer = Answerer(settings.grace, timedelta(days=settings.answer_valid_days))
         routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/activations"): self.activate,
@@ -140,7 +142,8 @@ class PublicApi:
         self.inflight += 1
         try:
             data = await read_json_object(request)
-            return self._signed(await self._activation(data, request.remote or "unknown"))
+            client = request_client(request, self._trusted_proxies)
+            return self._signed(await self._activation(data, client))
         finally:
             self.inflight -= 1
 
@@ -189,7 +192,7 @@ class PublicApi:
                 fingerprint=body.fingerprint,
                 hostname="",
                 version="",
-                ip=request.remote or "unknown",
+                ip=request_client(request, self._trusted_proxies),
                 event_id=self._event_ids.next(),
             ),
             now,

@@ -287,9 +287,10 @@ def _op(
     params: list[Schema] | None = None,
     admin: bool = True,
 ) -> Schema:
-    """One operation; admin ones take a bearer token (401 without, 403 below the route's role)."""
+    """One operation; admin ones take a bearer token (401 without, 403 below the route's role,
+    429 after too many wrong ones from the client's address)."""
     if admin:
-        problems = (*problems, 401, 403, 503)
+        problems = (*problems, 401, 403, 429, 503)
     if body is not None:
         problems = (*problems, 413)
     operation: Schema = {"summary": summary, "responses": _responses(answers, problems)}

@@ -39,15 +39,11 @@ local fields = redis.call('HMGET', lic, 'doc', 'allowed', 'over', 'stage', 'grac
 local doc = fields[1]
 if not doc then
   local known_missing = redis.call('HEXISTS', lic, 'missing') == 1
-  if fill == '' and not known_missing then
-    -- Do not send a client that is already flooding unknown keys on to PostgreSQL.
-    if nf_limit > 0 then
-      local seen = tonumber(redis.call('GET', KEYS[7]) or '0')
-      if seen >= nf_limit then return {'RL', retry, 'unknown'} end
-    end
-    return {'MISS'}
-  end
+  -- Not cached: only PostgreSQL knows whether the key exists, so the unknown-key limit waits
+  -- for its answer (the fill "-"); refusing here would refuse real keys whose cache is cold.
+  if fill == '' and not known_missing then return {'MISS'} end
   if fill == '-' or (fill == '' and known_missing) then
+    -- Counts only answers that really are NOT_FOUND.
     if fill == '-' then
       redis.call('HSET', lic, 'missing', '1')
       redis.call('EXPIRE', lic, tonumber(ARGV[17]))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import zlib
 from typing import NamedTuple
 
+from activation.client_address import limit_key
+
 
 class LicenseKeys(NamedTuple):
     """One license's keys (built per activation: a named tuple, not a frozen dataclass)."""
@@ -53,9 +55,11 @@ class KeyLayout:
         )
 
     def client_counters(self, tag: str, ip: str, minute: int) -> tuple[str, str]:
-        """(all requests, unknown-key answers) of one client address in this minute."""
+        """(all requests, unknown-key answers) of one client address in this minute; an IPv6
+        client is counted per /64 (activation/client_address.py)."""
         base = tag if self.cluster else self.prefix
-        return f"{base}:rl:ip:{ip}:{minute}", f"{base}:rl:nf:{ip}:{minute}"
+        client = limit_key(ip)
+        return f"{base}:rl:ip:{client}:{minute}", f"{base}:rl:nf:{client}:{minute}"
 
     def streams(self) -> list[str]:
         return [f"{tag}:events" for tag in self._tags]

@@ -13,10 +13,11 @@ import secrets
 
 from aiohttp import web
 
-from activation.admin.auth import principal_for
+from activation.admin.auth import failures_of, principal_for
 from activation.admin.cases import MAX_NOTE, ladder_of
 from activation.admin.parsing import whole_number
 from activation.admin.state import Role, resources_of
+from activation.client_address import request_client
 from fraud.cases import ActionRefused, TeamAction
 from fraud.console import sessions
 from fraud.console.guard import LOGIN, form, read_form
@@ -52,15 +53,18 @@ async def login(request: web.Request) -> web.Response:
     if not sessions.tokens_match(request.cookies.get(sessions.LOGIN_COOKIE), fields.get("csrf")):
         raise web.HTTPForbidden(reason="the login form expired or came from elsewhere; reload it")
     resources = resources_of(request)
-    address = request.remote or "unknown"
-    if await sessions.login_blocked(resources, address):
-        response = _login_form(request, "Too many failed logins; try again in 15 minutes.")
+    failures = failures_of(resources)
+    address = request_client(request, resources.settings.trusted_proxies)
+    wait = await failures.blocked_for(address)
+    if wait:
+        minutes = -(-wait // 60)
+        response = _login_form(request, f"Too many failed logins; try again in {minutes} min.")
         response.set_status(429)
-        response.headers["Retry-After"] = str(sessions.LOGIN_BLOCK_SECONDS)
+        response.headers["Retry-After"] = str(wait)
         return response
     principal = await principal_for(resources, fields.get("token", "").strip())
     if principal is None:
-        await sessions.count_login_failure(resources, address)
+        await failures.count(address)
         return _login_form(request, "Unknown or revoked token.")
     session_id, _ = await sessions.create(resources, principal)
     response = redirect("/console/")

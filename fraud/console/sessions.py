@@ -35,8 +35,6 @@ COOKIE = "console_session"
 LOGIN_COOKIE = "console_login"
 PATH = "/console/"
 IDLE_SECONDS = 8 * 3600
-LOGIN_FAILURES_ALLOWED = 10
-LOGIN_BLOCK_SECONDS = 900
 MAX_SECONDS = 24 * 3600
 
 
@@ -121,28 +119,3 @@ def set_cookie(
 
 def clear_cookie(response: web.StreamResponse, name: str) -> None:
     response.del_cookie(name, path=PATH)
-
-
-async def login_blocked(resources: Resources, address: str) -> bool:
-    """Guessing tokens is slowed down: after LOGIN_FAILURES_ALLOWED failed logins from one
-    client address, that address may not try again for LOGIN_BLOCK_SECONDS."""
-    try:
-        failures = await resources.redis.get(_failures_key(resources, address))
-    except (RedisError, OSError) as error:
-        raise StoreUnavailable(str(error)) from error
-    return int(failures or 0) >= LOGIN_FAILURES_ALLOWED
-
-
-async def count_login_failure(resources: Resources, address: str) -> None:
-    key = _failures_key(resources, address)
-    try:
-        async with resources.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, LOGIN_BLOCK_SECONDS)
-            await pipe.execute()
-    except (RedisError, OSError) as error:
-        raise StoreUnavailable(str(error)) from error
-
-
-def _failures_key(resources: Resources, address: str) -> str:
-    return f"{resources.layout.prefix}:console:login-failures:{address}"

@@ -100,7 +100,9 @@ class WebhookSender:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def send(self, notification: Notification) -> None:
-        """Raises on a non-2xx answer, a connection error or the timeout."""
+        """Raises on a non-2xx answer, a connection error or the timeout. A redirect is a
+        failed delivery too (retried later): the signed alert goes to the configured URL only,
+        never where a receiver's answer points."""
         body = body_of(notification)
         msg_id = webhook_id(notification.dedupe_key)
         timestamp = int(time.time())
@@ -111,7 +113,7 @@ class WebhookSender:
             "webhook-signature": sign(self._secret, msg_id, timestamp, body),
         }
         async with self._session.post(
-            self._url, data=body, headers=headers, timeout=self._timeout
+            self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
         ) as response:
             if not 200 <= response.status < 300:
                 detail = (await response.text(errors="replace"))[:200]

@@ -137,7 +137,7 @@ async def test_token_guessing_is_throttled_per_client_address(admin_client: Clie
         allow_redirects=False,
     )
     assert response.status == 429
-    assert response.headers["Retry-After"] == "900"
+    assert 890 <= int(response.headers["Retry-After"]) <= 900  # 15 minutes from the last failure
     assert "Too many failed logins" in await response.text()
     assert (await admin_client.get("/console/", allow_redirects=False)).status == 303
 

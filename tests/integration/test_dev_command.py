@@ -57,12 +57,16 @@ def test_the_printed_curl_activates_the_demo_key_at_once(
         ADMIN_PORT=str(free_port()),
         SMTP_URL=f"smtp://127.0.0.1:{free_port()}",
         PYTHONUNBUFFERED="1",
+        TEST_CLOCK="1",
     )
     process = subprocess.Popen(
         [str(DEV)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         lines = _read_until_curl(process)
+        # Both safety switches say so in the start-up log.
+        assert any("TEST_CLOCK is on" in line for line in lines), lines
+        assert any("DEV mode is on" in line for line in lines), lines
         url = re.search(r"curl -s -X POST (\S+)", lines[-2])
         body = re.search(r"-d '(.*)'", lines[-1])
         assert url is not None and body is not None, lines[-2:]

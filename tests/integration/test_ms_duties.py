@@ -9,11 +9,12 @@ import pytest
 
 from activation.config import Settings
 from metrics import WorkerMetrics
+from tests.conftest import BOOTSTRAP_TOKEN
 from tests.integration.helpers import activate, create_license, set_clock
 from tests.integration.receivers import Receiver, Smtp
 from tests.integration.systems import Wired, wired
 
-HEADERS = {"Authorization": "Bearer test-bootstrap-admin-token"}
+HEADERS = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import asyncpg
 import jinja2
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from activation.runtime import Resources
 from fraud.notify import (
@@ -429,3 +431,35 @@ async def test_a_worker_past_its_lease_cannot_reschedule_a_row_another_worker_se
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
+
+
+async def test_a_webhook_redirect_is_a_failed_delivery_not_followed(
+    resources: Resources, http: aiohttp.ClientSession
+) -> None:
+    """A receiver answering 302 does not get the signed alert sent on to where it points: the
+    delivery failed and is retried later, at the configured URL."""
+    arrived: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        arrived.append(request.path)
+        raise web.HTTPFound("/elsewhere")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        arrived.append(request.path)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", moved)
+    app.router.add_route("*", "/elsewhere", elsewhere)
+    async with TestServer(app, host="127.0.0.1") as server:
+        pool = resources.pool
+        key = "case:9:day30:webhook"
+        await _enqueue(pool, key, Channel.WEBHOOK)
+        sender = WebhookSender(str(server.make_url("/hook")), SECRET, http)
+
+        report = await send_due(pool, {Channel.WEBHOOK: sender}, NOW)
+
+        row = await _row(pool, key)
+        assert (report.retried[Channel.WEBHOOK], arrived) == (1, ["/hook"]), arrived
+        assert (row["status"], row["attempts"]) == ("pending", 1)
+        assert "302" in row["last_error"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from activation.config import RateLimits, Settings, SettingsError
+from activation.config import RateLimits, Settings, SettingsError, warn_unsafe_modes
 from activation.logs import JsonFormatter
 
 
@@ -71,3 +71,58 @@ def test_json_log_lines_carry_level_logger_and_message() -> None:
         "pass 7 failed",
     )
     assert entry["ts"].endswith("+00:00")
+
+
+def test_trusted_proxies_are_cidrs_default_none(tmp_path: Path) -> None:
+    """SPEC §10: TRUSTED_PROXIES, comma-separated CIDRs, default none."""
+    absent = tmp_path / "absent.env"
+    assert Settings.from_env({}, env_file=absent).trusted_proxies == ()
+    settings = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, fd00::/8"}, env_file=absent)
+    assert [str(network) for network in settings.trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
+    with pytest.raises(SettingsError, match=r"TRUSTED_PROXIES: '10\.0\.0\.1/8' is not a CIDR"):
+        Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8,10.0.0.1/8"}, env_file=absent)
+
+
+def test_bootstrap_token_needs_32_characters_outside_dev(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.env"
+    with pytest.raises(SettingsError, match="ADMIN_BOOTSTRAP_TOKEN must be at least 32"):
+        Settings.from_env({"ADMIN_BOOTSTRAP_TOKEN": "x" * 31}, env_file=absent)
+    long_enough = Settings.from_env({"ADMIN_BOOTSTRAP_TOKEN": "x" * 32}, env_file=absent)
+    assert long_enough.admin_bootstrap_token == "x" * 32
+    dev = Settings.from_env({"ADMIN_BOOTSTRAP_TOKEN": "short", "DEV": "1"}, env_file=absent)
+    assert dev.admin_bootstrap_token == "short"
+
+
+def test_test_clock_and_dev_come_from_the_environment_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A .env file cannot switch the test clock or dev mode on (nor dev's short tokens)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("TEST_CLOCK=1\nDEV=1\nGRACE_DAYS=10\n")
+    with caplog.at_level(logging.WARNING, logger="activation.config"):
+        settings = Settings.from_env({}, env_file=env_file)
+    assert (settings.test_clock, settings.dev, settings.grace_days) == (False, False, 10)
+    assert [record.getMessage() for record in caplog.records] == [
+        "TEST_CLOCK in the .env file is ignored: set it in the environment",
+        "DEV in the .env file is ignored: set it in the environment",
+    ]
+    env_file.write_text("DEV=1\nADMIN_BOOTSTRAP_TOKEN=short\n")
+    with pytest.raises(SettingsError, match="ADMIN_BOOTSTRAP_TOKEN"):
+        Settings.from_env({}, env_file=env_file)
+    from_environment = Settings.from_env({"TEST_CLOCK": "1", "DEV": "1"}, env_file=env_file)
+    assert (from_environment.test_clock, from_environment.dev) == (True, True)
+
+
+def test_test_clock_and_dev_each_warn_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    for settings, expected in [
+        (Settings(), []),
+        (Settings(test_clock=True), ["TEST_CLOCK is on"]),
+        (Settings(dev=True), ["DEV mode is on"]),
+        (Settings(test_clock=True, dev=True), ["TEST_CLOCK is on", "DEV mode is on"]),
+    ]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="activation.config"):
+            warn_unsafe_modes(settings)
+        lines = [record.getMessage() for record in caplog.records]
+        assert [line.split(":")[0] for line in lines] == expected
+        assert all(record.levelno == logging.WARNING for record in caplog.records)
