@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -39,7 +38,7 @@ from activation.api.parsing import (
     parse_deactivation,
     read_json_object,
 )
-from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, problem_answer
+from activation.api.problems import ProblemError, problem_answer, retry_after
 from activation.api.signing import Signer
 from activation.api.wire import ProblemServer
 from activation.client_address import request_client
@@ -48,8 +47,6 @@ from activation.store.redis_store import ActivationRequest, RateLimited, Recorde
 from metrics import exposition
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-
-SHED_RETRY_AFTER_SECONDS = (1, 5)  # Retry-After of a shed activation: uniform, whole seconds
 
 
 class EventIds:
@@ -150,7 +147,7 @@ class PublicApi:
     def _shed(self) -> ProblemError:
         self._metrics.activations_shed.inc()
         error = ProblemError(503, "the server is at its limit of activations in progress")
-        error.headers = {"Retry-After": str(random.randint(*SHED_RETRY_AFTER_SECONDS))}
+        error.headers = {"Retry-After": retry_after()}
         return error
 
     async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
@@ -252,7 +249,7 @@ class PublicApi:
         return web.json_response(
             {"redis": redis_ok, "postgresql": postgres_ok},
             status=status,
-            headers=None if status == 200 else {"Retry-After": RETRY_AFTER_SECONDS},
+            headers=None if status == 200 else {"Retry-After": retry_after()},
         )
 
     async def metrics(self, request: web.BaseRequest) -> web.StreamResponse:

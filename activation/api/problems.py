@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -77,7 +78,15 @@ def bad_field(field: str, detail: str) -> ProblemError:
     return ProblemError(400, f"{field}: {detail}", field=field)
 
 
-RETRY_AFTER_SECONDS = "2"
+RETRY_AFTER_SECONDS = (1, 5)  # a 503's Retry-After: whole seconds, drawn uniformly
+
+
+def retry_after() -> str:
+    """A 503's `Retry-After` (SPEC §5): jittered, so a fleet turned away together does not
+    come back together."""
+    return str(random.randint(*RETRY_AFTER_SECONDS))
+
+
 REDIS_FAILURES: tuple[type[BaseException], ...] = (
     StoreUnavailable,
     redis_errors.ConnectionError,
@@ -160,7 +169,7 @@ def failure_answer(
         on_outage(label)
     return problem(
         503, f"{name} is unavailable; try again shortly",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        headers={"Retry-After": retry_after()},
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from activation.admin.cases import LADDER, ladder_for
 from activation.admin.state import RESOURCES, resources_of
 from activation.api.expect import add_routes, expect_continue
-from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, unreachable_dependency
+from activation.api.problems import ProblemError, retry_after, unreachable_dependency
 from activation.runtime import Resources
 from fraud.console import forms, offline, pages, sessions, tokens
 from fraud.console.render import SECURITY_HEADERS, SESSION, render
@@ -47,7 +47,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         else:
             message = f"{dependency[1]} is unavailable; try again in a moment."
             response = _error(request, 503, message)
-            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            response.headers["Retry-After"] = retry_after()
     response.headers.update(SECURITY_HEADERS)
     return response
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from redis import exceptions as redis_errors
 
-from activation.api.problems import problem_answer
+from activation.api.problems import RETRY_AFTER_SECONDS, problem_answer, retry_after
 from activation.store.redis_store import StoreUnavailable
 
 
@@ -37,3 +37,11 @@ def test_outages_are_503_and_bugs_500(error: Exception, status: int) -> None:
     assert response.status == status
     assert response.content_type == "application/problem+json"
     assert ("Retry-After" in response.headers) is (status == 503)
+
+
+def test_retry_after_of_a_503_is_jittered_within_its_bounds() -> None:
+    """SPEC §5: a 503's Retry-After is jittered, so a fleet does not come back in step."""
+    low, high = RETRY_AFTER_SECONDS
+    drawn = [int(retry_after()) for _ in range(500)]
+    assert all(low <= value <= high for value in drawn), sorted(set(drawn))
+    assert len(set(drawn)) == high - low + 1, f"values drawn: {sorted(set(drawn))}"
