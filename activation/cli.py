@@ -34,6 +34,7 @@ from activation.store.migrate import migrate
 
 if TYPE_CHECKING:
     from activation.api.app import PublicApi
+    from activation.api.wire import ProblemAppRunner
     from activation.runtime import Resources
 
 log = logging.getLogger("activation")
@@ -180,23 +181,23 @@ async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion |
 
 async def _start_sites(
     settings: Settings, resources: Resources, public: PublicApi, reuse_port: bool
-) -> list[web.BaseRunner]:
+) -> list[web.ServerRunner | ProblemAppRunner]:
     """The public API on aiohttp's low-level server (see api/app.py), the admin API and
     console on an Application."""
     from activation.admin.app import create_admin_app
     from activation.api.wire import ProblemAppRunner
 
-    runners: list[web.BaseRunner] = [
-        web.ServerRunner(public.server()),
-        ProblemAppRunner(
-            create_admin_app(resources),
-            access_log=None,
-            keepalive_timeout=settings.keepalive_timeout_seconds,
-            head_timeout=settings.request_head_timeout_seconds,
-        ),
-    ]
-    for runner, port in zip(runners, (settings.public_port, settings.admin_port), strict=True):
-        await runner.setup()
+    public_runner = web.ServerRunner(public.server())
+    await public_runner.setup()
+    admin = ProblemAppRunner(
+        create_admin_app(resources),
+        access_log=None,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
+        head_timeout=settings.request_head_timeout_seconds,
+    )
+    runners: list[web.ServerRunner | ProblemAppRunner] = [public_runner, admin]
+    sites = ((public_runner, settings.public_port), (await admin.setup(), settings.admin_port))
+    for runner, port in sites:
         site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port, backlog=1024)
         await site.start()
     return runners

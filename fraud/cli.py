@@ -125,8 +125,7 @@ async def run(settings: Settings, *, once: bool, port: int) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stopping.set)
         runner = ProblemAppRunner(health_app(worker), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, settings.host, port).start()
+        await web.TCPSite(await runner.setup(), settings.host, port).start()
         log.info("fraud worker running; health and metrics on http://%s:%d", settings.host, port)
         try:
             await worker.run_forever()

@@ -39,50 +39,50 @@ class ProblemRequestHandler(web.RequestHandler):
         super().__init__(manager, **kwargs)
         self.head_timeout = head_timeout
         self.heads_overdue = 0
-        self._head_clock: asyncio.TimerHandle | None = None
-        self._in_request = False
-        self._bytes_in_request = False  # bytes of a next (pipelined) request may have come
+        self.head_clock: asyncio.TimerHandle | None = None
+        self.in_request = False
+        self.bytes_in_request = False  # bytes of a next (pipelined) request may have come
 
     def data_received(self, data: bytes) -> None:
         # aiohttp calls this itself with b"" (to resume its parser): no byte of a client's.
         if not data:
             pass
-        elif self._in_request:
-            self._bytes_in_request = True
-        elif self._head_clock is None and self.head_timeout is not None:
-            self._start_head_clock()
+        elif self.in_request:
+            self.bytes_in_request = True
+        elif self.head_clock is None and self.head_timeout is not None:
+            self.start_head_clock()
         super().data_received(data)
 
-    def _start_head_clock(self) -> None:
+    def start_head_clock(self) -> None:
         assert self.head_timeout is not None
         loop = asyncio.get_running_loop()
-        self._head_clock = loop.call_later(self.head_timeout, self._head_overdue)
+        self.head_clock = loop.call_later(self.head_timeout, self.head_overdue)
 
-    def _stop_head_clock(self) -> None:
-        if self._head_clock is not None:
-            self._head_clock.cancel()
-            self._head_clock = None
+    def stop_head_clock(self) -> None:
+        if self.head_clock is not None:
+            self.head_clock.cancel()
+            self.head_clock = None
 
     def head_arrived(self) -> None:
         """aiohttp parsed a request's head: its handler runs now."""
-        self._stop_head_clock()
-        self._in_request = True
-        self._bytes_in_request = False
+        self.stop_head_clock()
+        self.in_request = True
+        self.bytes_in_request = False
 
     def request_answered(self) -> None:
         """The handler returned; bytes that came meanwhile may begin the next head."""
-        self._in_request = False
-        if self._bytes_in_request and self.head_timeout is not None and self._head_clock is None:
-            self._start_head_clock()
+        self.in_request = False
+        if self.bytes_in_request and self.head_timeout is not None and self.head_clock is None:
+            self.start_head_clock()
 
-    def _head_overdue(self) -> None:
-        self._head_clock = None
-        if not self._in_request:
+    def head_overdue(self) -> None:
+        self.head_clock = None
+        if not self.in_request:
             self.heads_overdue += 1
             self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._stop_head_clock()
+        self.stop_head_clock()
         super().connection_lost(exc)
 
     def handle_error(
@@ -120,7 +120,7 @@ class ProblemServer(web.Server):
         **connection_options: Any,
     ) -> None:
         super().__init__(
-            self._timed(handler) if head_timeout is not None else handler,
+            self.timed_handler(handler) if head_timeout is not None else handler,
             request_factory=request_factory,
             handler_cancellation=handler_cancellation,
             loop=loop,
@@ -139,7 +139,7 @@ class ProblemServer(web.Server):
         )
 
     @staticmethod
-    def _timed(handler: Handler) -> Handler:
+    def timed_handler(handler: Handler) -> Handler:
         """`handler`, telling its connection when a head arrived and when it was answered."""
 
         async def answer(request: web.BaseRequest) -> web.StreamResponse:
@@ -157,37 +157,45 @@ class ProblemServer(web.Server):
         return answer
 
 
-class ProblemAppRunner(web.AppRunner):
-    """`web.AppRunner` whose server is a `ProblemServer`: the admin API, console and the
-    worker's health port answer unparseable requests with problem JSON too. aiohttp has no
-    public way to choose an AppRunner's server class: this overrides its `_make_server` and
-    takes the handler and request factory from the server that made (public attributes), the
-    connection options from this runner's own arguments (`head_timeout` as ProblemServer's)."""
+class ProblemAppRunner:
+    """An `Application` served by a `ProblemServer`: the admin API, console and the worker's
+    health port answer unparseable requests with problem JSON too. aiohttp chooses an
+    `AppRunner`'s server class itself, so the application's life (startup, shutdown, cleanup)
+    is run by an `AppRunner` without sites, and its connections by a `web.ServerRunner` around
+    a `ProblemServer` made from that runner's server (its public handler and request factory).
+    Sites take `connections`; the other keyword arguments go to every connection."""
 
     def __init__(
         self,
         app: web.Application,
         *,
-        handle_signals: bool = False,
-        shutdown_timeout: float = 60.0,
         head_timeout: float | None = None,
         **connection_options: Any,
     ) -> None:
-        super().__init__(
-            app,
-            handle_signals=handle_signals,
-            shutdown_timeout=shutdown_timeout,
-            **connection_options,
-        )
+        self.lifecycle = web.AppRunner(app, handle_signals=False)
         self.head_timeout = head_timeout
         self.connection_options = connection_options
+        self.connections: web.ServerRunner | None = None
 
-    async def _make_server(self) -> web.Server:
-        made = await super()._make_server()
-        return ProblemServer(
-            made.request_handler,
-            request_factory=made.request_factory,
-            handler_cancellation=made.handler_cancellation,
-            head_timeout=self.head_timeout,
-            **self.connection_options,
+    async def setup(self) -> web.ServerRunner:
+        """Start the application; the runner its sites take."""
+        await self.lifecycle.setup()
+        made = self.lifecycle.server
+        assert made is not None, "AppRunner.setup() makes the server"
+        self.connections = web.ServerRunner(
+            ProblemServer(
+                made.request_handler,
+                request_factory=made.request_factory,
+                handler_cancellation=made.handler_cancellation,
+                head_timeout=self.head_timeout,
+                **self.connection_options,
+            )
         )
+        await self.connections.setup()
+        return self.connections
+
+    async def cleanup(self) -> None:
+        """Close the sites and connections, then shut the application down."""
+        if self.connections is not None:
+            await self.connections.cleanup()
+        await self.lifecycle.cleanup()

@@ -151,18 +151,17 @@ async def raw_exchange(
     (`ProblemAppRunner`), everything it answers until it closes the connection. A sequence of
     parts is sent part by part, 50 ms apart (a body arriving in several TCP segments);
     `half_close` then closes the sending side 50 ms later (a client gone mid-request)."""
-    runner: web.BaseRunner
-    if app is not None:
-        runner = ProblemAppRunner(app, access_log=None)
-    elif admin:
-        runner = ProblemAppRunner(create_admin_app(resources), access_log=None)
+    runner: web.ServerRunner | ProblemAppRunner
+    if app is not None or admin:
+        runner = ProblemAppRunner(app or create_admin_app(resources), access_log=None)
+        served = await runner.setup()
     else:
-        runner = web.ServerRunner(PublicApi(resources).server())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+        runner = served = web.ServerRunner(PublicApi(resources).server())
+        await served.setup()
+    site = web.TCPSite(served, "127.0.0.1", 0)
     await site.start()
     try:
-        port = runner.addresses[0][1]
+        port = served.addresses[0][1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for number, part in enumerate([raw] if isinstance(raw, bytes) else raw):
             if number:

@@ -181,11 +181,11 @@ async def test_the_admin_port_has_the_head_deadline_too(resources: Resources) ->
     runner = ProblemAppRunner(
         create_admin_app(resources), access_log=None, head_timeout=HEAD_TIMEOUT
     )
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    served = await runner.setup()
+    site = web.TCPSite(served, "127.0.0.1", 0)
     await site.start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.addresses[0][1])
         writer.write(b"GET /admin/v1/audit HTTP/1.1\r\nHost: admin\r\n")
         elapsed = await _closed_after(reader, 5)
         writer.close()
