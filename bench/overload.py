@@ -44,6 +44,7 @@ class Overload:
     recovery_s: float | None
     recovery_watched_s: float
     most_connections: int
+    queued_in_generator: int
     generator_lag_p99_ms: float
 
 
@@ -108,5 +109,6 @@ def overload(
         recovery_s=recovery_seconds(report["timeline"], overload_s, report["window_s"], level),
         recovery_watched_s=after_s,
         most_connections=report["most_connections"],
+        queued_in_generator=report["queued_in_generator"],
         generator_lag_p99_ms=report["lag_p99_ms"],
     )

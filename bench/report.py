@@ -97,6 +97,7 @@ def print_report(report: dict[str, Any]) -> None:
     )
     print(
         f"  generator: up to {over['most_connections']} connections, lag p99"
-        f" {over['generator_lag_p99_ms']:.1f} ms"
+        f" {over['generator_lag_p99_ms']:.1f} ms, {over['queued_in_generator']} requests waited"
+        " for a connection"
     )
     print()
