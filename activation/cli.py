@@ -129,7 +129,7 @@ async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion |
         loop.add_signal_handler(signum, stop.set)
     async with open_resources(settings) as resources:
         public = PublicApi(resources)
-        async with public.signing_nonces(), fold_periodically(resources.metrics.registry):
+        async with fold_periodically(resources.metrics.registry):
             runners = await _start_sites(settings, resources, public, reuse_port)
             # Objects alive after start-up live for the whole process: keep the collector off
             # them.

@@ -23,13 +23,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    def current(self) -> datetime:
-        """The time without a coroutine: the fast lane's reply-driven path (api/lane_call.py)
-        reads it where no await is possible."""
-        return datetime.now(UTC)
-
     async def now(self) -> datetime:
-        return self.current()
+        return datetime.now(UTC)
 
 
 class FixedClock:

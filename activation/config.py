@@ -49,9 +49,13 @@ class Settings:
     dev: bool = False
     answer_valid_days: int = 7
     negative_cache_seconds: int = 60
-    hot_redis_client: str = "lean"
-    signing_nonce_helper: bool = True
     database_timeout_seconds: int = 15
+    max_inflight: int = 1000
+    request_head_timeout_seconds: float = 10.0
+    # Idle keep-alive connections of the public port close after this long. Not an
+    # environment variable: above the 60 s idle timeout load balancers use by default, so the
+    # balancer, not the server, closes a pooled connection (no request lost in the race).
+    keepalive_timeout_seconds: float = 75.0
 
     @property
     def grace(self) -> timedelta:
@@ -98,9 +102,11 @@ class Settings:
             public_port=reader.integer("PUBLIC_PORT", 8080, minimum=0),
             admin_port=reader.integer("ADMIN_PORT", 8081, minimum=0),
             dev=reader.flag("DEV"),
-            hot_redis_client=reader.choice("REDIS_HOT_CLIENT", ("lean", "redis-py"), "lean"),
-            signing_nonce_helper=reader.flag("SIGNING_NONCE_HELPER", default=True),
             database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
+            max_inflight=reader.integer("MAX_INFLIGHT", 1000, minimum=1),
+            request_head_timeout_seconds=reader.integer(
+                "REQUEST_HEAD_TIMEOUT_SECONDS", 10, minimum=1
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -136,12 +142,6 @@ class _Reader:
         if value in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
-
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        value = self.text(name) or default
-        if value not in allowed:
-            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        return value
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         raw = self.text(name)

@@ -18,14 +18,8 @@ from activation.api.signing import Signer, load_signer
 from activation.clock import Clock, RedisTestClock, SystemClock
 from activation.config import Settings
 from activation.store.keys import KeyLayout
-from activation.store.lean_cluster import LeanClusterScriptClient
 from activation.store.lean_redis import LeanScriptClient
-from activation.store.redis_store import (
-    ACTIVATE_SCRIPT,
-    ActivationStore,
-    HotScriptClient,
-    Limits,
-)
+from activation.store.redis_store import ACTIVATE_SCRIPT, ActivationStore, Limits
 from activation.store.registry import LicenseRegistry, ReleaseCatalog
 from metrics import ApiMetrics
 
@@ -47,8 +41,8 @@ class Resources:
 def connect_redis(url: str) -> Redis:
     """`redis+cluster://host:port` selects Redis Cluster; anything else is a plain URL.
 
-    On a cluster the activation script runs over lean connections too (lean_cluster.py), and
-    redis-py serves everything else; `max_connections` is per node there, and a node whose pool is
+    On a cluster redis-py's cluster client serves everything, the activation script included
+    (store/redis_store.py); `max_connections` is per node there, and a node whose pool is
     exhausted fails the command at once (MaxConnectionsError, a 503) instead of waiting, so it
     gets the single-node pool size and not redis-py's default of 100."""
     if url.startswith("redis+cluster://"):
@@ -86,7 +80,7 @@ async def open_resources(
         command_timeout=settings.database_timeout_seconds,
     )
     redis = connect_redis(settings.redis_url)
-    hot_client: HotScriptClient | None = None
+    hot_client: LeanScriptClient | None = None
     try:
         layout = KeyLayout(settings.redis_prefix, settings.stream_shards, settings.redis_cluster)
         registry = LicenseRegistry(pool)
@@ -97,9 +91,7 @@ async def open_resources(
             active_window_seconds=settings.active_window_days * 86_400,
             negative_ttl_seconds=settings.negative_cache_seconds,
         )
-        if settings.hot_redis_client == "lean" and settings.redis_cluster:
-            hot_client = LeanClusterScriptClient(settings.redis_url, ACTIVATE_SCRIPT)
-        elif settings.hot_redis_client == "lean":
+        if not settings.redis_cluster:
             hot_client = LeanScriptClient(settings.redis_url, ACTIVATE_SCRIPT)
         metrics = metrics or ApiMetrics()
         store = ActivationStore(
@@ -107,15 +99,7 @@ async def open_resources(
         )
         clock: Clock = RedisTestClock(redis, layout.clock) if settings.test_clock else SystemClock()
         releases = ReleaseCatalog(registry)
-        signer = (
-            load_signer(
-                settings.signing_key_file,
-                generate=settings.dev,
-                inline_signatures=metrics.signatures_inline,
-            )
-            if signing
-            else None
-        )
+        signer = load_signer(settings.signing_key_file, generate=settings.dev) if signing else None
         async with releases.running():
             yield Resources(
                 settings=settings,

@@ -133,12 +133,10 @@ class ApiMetrics:
             registry=self.registry,
         )
         self._by_class = {n: Tally(self.responses.labels(f"{n}xx")) for n in STATUS_CLASSES}
-        signatures_inline = Counter(
-            "signatures_inline_total",
-            "Answers signed inline while their API process was busy enough to want a nonce "
-            "precomputed by the helper process (activation/api/signing_load.py) but none was "
-            "ready (helper off, starting, restarting, or behind a burst): each costs the full "
-            "signature on the request path.",
+        self.activations_shed = Counter(
+            "activations_shed_total",
+            "Activations answered 503 with Retry-After because the process already had "
+            "MAX_INFLIGHT activations in progress (also counted as 5xx in api_responses_total).",
             registry=self.registry,
         )
         self.dependency_errors = Counter(
@@ -153,7 +151,6 @@ class ApiMetrics:
         self.script_latency = LatencyTally(script_latency, SCRIPT_BUCKETS)
         self.cache_hits = Tally(cache_hits)
         self.cache_misses = Tally(cache_misses)
-        self.signatures_inline = Tally(signatures_inline)
         self.registry.fold_on_collect(
             [
                 *self.activations_by_code.values(),
@@ -161,7 +158,6 @@ class ApiMetrics:
                 self.script_latency,
                 self.cache_hits,
                 self.cache_misses,
-                self.signatures_inline,
                 *self._by_class.values(),
             ]
         )

@@ -19,7 +19,7 @@ from aiohttp.test_utils import BaseTestServer, TestClient
 
 from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
-from activation.api.fastlane import FastLaneServer
+from activation.api.wire import ProblemServer
 from activation.config import RateLimits, Settings
 from activation.embedded import embedded_postgres, embedded_redis, reachable
 from activation.runtime import Resources, open_resources
@@ -123,9 +123,6 @@ def settings(
         test_clock=True,
         dev=True,
         rate_limits=RateLimits(ip_per_minute=0, key_per_minute=0, not_found_per_minute=0),
-        # One helper process per app would cost every test a process start; tests of the
-        # helper (test_signing_nonces.py) switch it on.
-        signing_nonce_helper=False,
     )
     _drop_prefix(server_urls[1], redis_prefix)
 
@@ -151,12 +148,11 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
 
 
 class PublicTestServer(BaseTestServer):
-    """The public API served as `activation-server` serves it: `PublicApi.server()`, fast lane
-    included; `web_server.lane_answers` counts what the lane answered."""
+    """The public API served as `activation-server` serves it: `PublicApi.server()`."""
 
     def __init__(self, api: PublicApi) -> None:
         super().__init__(host="127.0.0.1")
-        self.web_server: FastLaneServer = api.server()
+        self.web_server: ProblemServer = api.server()
 
     async def _make_runner(self, **kwargs: Any) -> web.ServerRunner:
         return web.ServerRunner(self.web_server, **kwargs)

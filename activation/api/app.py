@@ -1,20 +1,26 @@
 """The public activation API (SPEC §5): parse → one Redis script → pure decision → signed JSON.
 
 Served by aiohttp's low-level server (`web.Server`) with a dict of its seven fixed paths
-instead of a `web.Application`: no router, no application lookups, and no
-`asyncio.get_event_loop()` per request (on Python 3.11 that is a `getpid()` system call).
-Measured: ≈ 10 % more activations per second than the same handlers on an Application
-(README, Benchmark). The admin API and the console stay Applications: they are not hot.
+instead of a `web.Application`: no router and no application lookups per request. The admin
+API and the console stay Applications: they are not hot.
+
+Load a process cannot serve is refused early and cheaply:
+
+- a request head must arrive within REQUEST_HEAD_TIMEOUT_SECONDS of its first byte, and an
+  idle keep-alive connection closes after `Settings.keepalive_timeout_seconds` (aiohttp's
+  `keepalive_timeout`, 75 s), see api/wire.py;
+- at most MAX_INFLIGHT activations are answered at once (SPEC §10): one more is answered 503
+  with a Retry-After drawn uniformly from 1-5 s (a fleet told to come back does not come back
+  in step) before its body is read, and counted in `activations_shed_total`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import os
+import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,32 +31,23 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
 from activation.api.expect import expect_continue
-from activation.api.fastlane import FastLaneServer
-from activation.api.lane_call import LaneCall
-from activation.api.nonces import NonceSource
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import (
     ActivationBody,
-    json_object,
     parse_activation,
     parse_deactivation,
     read_json_object,
 )
-from activation.api.problems import (
-    RETRY_AFTER_SECONDS,
-    ProblemError,
-    failure_answer,
-    problem_answer,
-)
+from activation.api.problems import RETRY_AFTER_SECONDS, ProblemError, problem_answer
 from activation.api.signing import Signer
-from activation.api.signing_load import SigningLoad
-from activation.api.wire import KEEP_ALIVE_200, SignedJson, response_bytes, signed_json_bytes
-from activation.clock import SystemClock
+from activation.api.wire import ProblemServer
 from activation.runtime import Resources
-from activation.store.redis_store import ActivationRequest, RateLimited, Recorded, ScriptOutcome
+from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+SHED_RETRY_AFTER_SECONDS = (1, 5)  # Retry-After of a shed activation: uniform, whole seconds
 
 
 class EventIds:
@@ -79,12 +76,8 @@ class PublicApi:
         self._metrics = resources.metrics
         self._releases = resources.releases
         self._event_ids = EventIds()
-        # The lane's calls go on from the script's reply only on the system clock: the test
-        # clock (SPEC §6) is a Redis read of its own.
-        clock = resources.clock
-        self._system_clock = clock if isinstance(clock, SystemClock) else None
-        self._lane_tasks: set[asyncio.Task[None]] = set()
-        self.lane_awaited = 0  # lane answers that waited in a task (tests tell the paths apart)
+        self._max_inflight = settings.max_inflight
+        self.inflight = 0  # activations being answered now
         self._answerer = Answerer(settings.grace, timedelta(days=settings.answer_valid_days))
         routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/activations"): self.activate,
@@ -102,22 +95,15 @@ class PublicApi:
             allowed.setdefault(path, set()).add(method)
         self._allowed = {path: sorted(methods) for path, methods in allowed.items()}
 
-    def server(self) -> FastLaneServer:
-        return FastLaneServer(self.handle, self.lane_start, access_log=None)
-
-    @contextlib.asynccontextmanager
-    async def signing_nonces(self, *, adaptive: bool = True) -> AsyncIterator[NonceSource | None]:
-        """Precomputed signing nonces while the API serves (activation/api/nonces.py), when
-        SIGNING_NONCE_HELPER is on, taken only while the process is busy
-        (activation/api/signing_load.py; `adaptive=False`: always, as tests need)."""
-        async with contextlib.AsyncExitStack() as stack:
-            source = None
-            if self.resources.settings.signing_nonce_helper:
-                source = await stack.enter_async_context(self.signer.precomputed_nonces())
-            if adaptive:
-                load = SigningLoad(self.signer)
-                stack.enter_context(load.running(asyncio.get_running_loop()))
-            yield source
+    def server(self) -> ProblemServer:
+        """The public port's `web.Server`."""
+        settings = self.resources.settings
+        return ProblemServer(
+            self.handle,
+            access_log=None,
+            keepalive_timeout=settings.keepalive_timeout_seconds,
+            head_timeout=settings.request_head_timeout_seconds,
+        )
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every answer is problem JSON on error and 503 with Retry-After on an outage
@@ -144,63 +130,23 @@ class PublicApi:
         raise web.HTTPNotFound()
 
     def _count_outage(self, request: web.BaseRequest, dependency: str) -> None:
-        self._count_unavailable(dependency)
-
-    def _count_unavailable(self, dependency: str) -> None:
         self._metrics.dependency_errors.labels(dependency).inc()
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
-        return self._signed(
-            await self._activation(await read_json_object(request), request.remote or "unknown")
-        )
-
-    def lane_start(self, body: bytes, ip: str, deliver: Callable[[bytes], None]) -> None:
-        """Answer an activation the fast lane took (api/fastlane.py): `deliver` gets the whole
-        HTTP answer, exactly once, now or later. The same work as `activate`, errors mapped as
-        `handle` maps them. With the system clock and the single-node lean client the script
-        call is sent at once and its reply goes on in a `LaneCall` (api/lane_call.py): no task,
-        future or coroutine per activation; otherwise a task awaits the whole activation."""
-        clock = self._system_clock
-        if clock is None:
-            self.later(self._lane_awaited(body, ip, deliver))
-            return
-        started = time.perf_counter()
+        if self.inflight >= self._max_inflight:
+            raise self._shed()
+        self.inflight += 1
         try:
-            parsed, request = self._request(json_object(body), ip)
-            now = clock.current()
-            call = LaneCall(self, deliver, parsed, request, now, started)
-            if self.store.send_nowait("a", now.timestamp(), request, call):
-                return
-        except Exception as error:
-            deliver(self.lane_failure(error))
-            return
-        self.later(call.finish(self.store.activate(request, now)))
+            data = await read_json_object(request)
+            return self._signed(await self._activation(data, request.remote or "unknown"))
+        finally:
+            self.inflight -= 1
 
-    async def _lane_awaited(self, body: bytes, ip: str, deliver: Callable[[bytes], None]) -> None:
-        """`lane_start` on a clock that must be awaited: the whole activation in this task."""
-        try:
-            answer = self.lane_success(await self._activation(json_object(body), ip))
-        except Exception as error:
-            answer = self.lane_failure(error)
-        deliver(answer)
-
-    def lane_success(self, answer: bytes) -> bytes:
-        """The whole HTTP answer of the signed answer body `answer`."""
-        self._metrics.count_response(200)
-        return signed_json_bytes(KEEP_ALIVE_200, self.signer.header(answer).encode(), answer)
-
-    def lane_failure(self, error: Exception) -> bytes:
-        """The whole HTTP answer to an activation that failed with `error`."""
-        problem = failure_answer(error, "POST /v1/activations", self._count_unavailable)
-        self._metrics.count_response(problem.status)
-        return response_bytes(problem)
-
-    def later(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` in a task referenced until it ends (the loop holds tasks weakly)."""
-        self.lane_awaited += 1
-        task = asyncio.get_running_loop().create_task(work)
-        self._lane_tasks.add(task)
-        task.add_done_callback(self._lane_tasks.discard)
+    def _shed(self) -> ProblemError:
+        self._metrics.activations_shed.inc()
+        error = ProblemError(503, "the server is at its limit of activations in progress")
+        error.headers = {"Retry-After": str(random.randint(*SHED_RETRY_AFTER_SECONDS))}
+        return error
 
     async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
         """The signed body of the answer to the activation `data` from `ip`."""
@@ -209,7 +155,16 @@ class PublicApi:
         now = await self._clock.now()
         store_started = time.perf_counter()
         outcome = await self.store.activate(request, now)
-        return self.conclude(body, outcome, now, started, store_started)
+        metrics = self._metrics
+        metrics.script_latency.observe(time.perf_counter() - store_started)
+        if isinstance(outcome, RateLimited):
+            raise self._rate_limited(outcome)
+        recorded = outcome if isinstance(outcome, Recorded) else None
+        releases = (self._releases.generation, self._releases.for_product(body.product))
+        code, answer = self._answerer.answer(body, recorded, releases, now)
+        metrics.activations_by_code[code].inc()
+        metrics.activation_latency.observe(time.perf_counter() - started)
+        return answer
 
     def _request(self, data: dict[str, Any], ip: str) -> tuple[ActivationBody, ActivationRequest]:
         body = parse_activation(data)
@@ -222,27 +177,6 @@ class PublicApi:
             event_id=self._event_ids.next(),
         )
         return body, request
-
-    def conclude(
-        self,
-        body: ActivationBody,
-        outcome: ScriptOutcome,
-        now: datetime,
-        started: float,
-        store_started: float,
-    ) -> bytes:
-        """The signed body of the answer, from the store's `outcome` (raises ProblemError when
-        rate limited); `started` and `store_started` time the request and the store call."""
-        metrics = self._metrics
-        metrics.script_latency.observe(time.perf_counter() - store_started)
-        if isinstance(outcome, RateLimited):
-            raise self._rate_limited(outcome)
-        recorded = outcome if isinstance(outcome, Recorded) else None
-        releases = (self._releases.generation, self._releases.for_product(body.product))
-        code, answer = self._answerer.answer(body, recorded, releases, now)
-        metrics.activations_by_code[code].inc()
-        metrics.activation_latency.observe(time.perf_counter() - started)
-        return answer
 
     async def deactivate(self, request: web.BaseRequest) -> web.StreamResponse:
         body = parse_deactivation(await read_json_object(request))
@@ -282,8 +216,9 @@ class PublicApi:
         error.headers = {"Retry-After": str(outcome.retry_after)}
         return error
 
-    def _signed(self, body: bytes) -> SignedJson:
-        return SignedJson(body, self.signer.header(body))
+    def _signed(self, body: bytes) -> web.Response:
+        headers = {"Content-Type": "application/json", "X-Signature": self.signer.header(body)}
+        return web.Response(body=body, headers=headers)
 
     async def signing_key(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response(self.signer.public_document)

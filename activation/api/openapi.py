@@ -32,7 +32,9 @@ EXAMPLE_KEY = "ABCDE-FGHIJ-KLMNO-PQRST-UVWXY"  # SPEC §5's example key
 KEY_PATTERN = r"^[A-Za-z0-9]{5}(-[A-Za-z0-9]{5}){4}$"
 VERSION_PATTERN = r"^[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,9}$"
 NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+NONCE_PATTERN = r"^[!-~]{1,128}$"  # visible ASCII
+# What a pattern can say of the host name rule (api/parsing.py): no C0/C1 control or space.
+HOSTNAME_PATTERN = r"^[^\x00-\x20\x7f-\x9f]{1,253}$"
 INT32 = 2**31 - 1
 JSON, PROBLEM = "application/json", "application/problem+json"
 
@@ -167,7 +169,15 @@ SCHEMAS: dict[str, Schema] = {
             "version": _text(32, pattern=VERSION_PATTERN, example="16.3.6989"),
         },
         {
-            "hostname": _nullable(_text(253, pattern=PRINTABLE)),
+            "hostname": _nullable(
+                _text(
+                    253,
+                    pattern=HOSTNAME_PATTERN,
+                    description="Letters, marks, digits, punctuation or symbols of any script;"
+                    " no spaces, control or format characters, lone surrogates, private-use or"
+                    " unassigned code points.",
+                )
+            ),
             "addons": _nullable(
                 {
                     "type": "array",
@@ -175,7 +185,7 @@ SCHEMAS: dict[str, Schema] = {
                     "items": {"type": "string", "pattern": NAME_PATTERN},
                 }
             ),
-            "nonce": _nullable(_text(128, pattern=PRINTABLE)),
+            "nonce": _nullable(_text(128, pattern=NONCE_PATTERN)),
         },
     ),
     "LicenseInput": _request(

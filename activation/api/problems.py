@@ -148,8 +148,7 @@ def failure_answer(
 ) -> web.Response:
     """`ProblemError` as raised; 503 with Retry-After when `error` is an outage of a
     dependency (`on_outage` is told which); else 500, logged with `what` failed. Everything
-    but aiohttp's HTTP errors, which only aiohttp's routes raise: the fast lane
-    (api/fastlane.py) maps its errors here directly."""
+    but aiohttp's HTTP errors (`problem_answer` maps those)."""
     if isinstance(error, ProblemError):
         return error.response()
     dependency = unreachable_dependency(error)

@@ -1,111 +1,89 @@
-"""Signed JSON answers written to the socket as one buffer: status line, headers and body.
+"""The HTTP connections of every port: problem JSON for unparseable requests, and a deadline
+for a request's head.
 
-Why: aiohttp's own response path (a header multidict, content-length and connection rules,
-header serialization, six coroutine layers from `prepare()` to `write_eof()`) costs about as
-much CPU as everything else a bare endpoint does. In an ad-hoc run on the benchmark machine
-(README, Benchmark) a bare endpoint on the low-level server answering through this class served
-≈ 1.8x the requests per second of the same endpoint answering with `web.Response`.
-
-What it keeps of aiohttp's behaviour: the status line follows the request's HTTP version,
-`Connection: close` when an HTTP/1.1 client asked to close and `Connection: keep-alive` when an
-HTTP/1.0 client asked to keep the connection, `Date` and `Server` headers, the response's
-`keep_alive` for the server's connection handling, and backpressure (`drain`). Its scope is
-narrow on purpose: 200 answers with a body, to requests of the low-level server (no
-Application, so no `on_response_prepare` signal exists to fire), never compressed, no cookies.
-Every other answer (problems, health, metrics) keeps `web.Response`.
+- aiohttp answers a request it cannot parse (an unknown method, a malformed request line or
+  header, a bad chunk) before any handler runs, in plain text; `ProblemRequestHandler`
+  answers those with problem JSON like every other 4xx of the API.
+- A request head must arrive within `head_timeout` seconds of its first byte, or the
+  connection is closed (slow clients that trickle a head, "slowloris"). aiohttp 3.x has no
+  setting for this: its `keepalive_timeout` (set explicitly by the public API, see
+  `activation/api/app.py`) closes a connection that stays idle, or has not completed a head,
+  that long after it opened or after its last answer, but a head begun just before then gets
+  the whole idle allowance again after the next answer, and a long allowance is what a load
+  balancer's pooled connections want. So the deadline is kept here, around aiohttp's own
+  parser (no second one): the first bytes received while no request of the connection is
+  being handled start the clock, and `ProblemServer` stops it when aiohttp hands the parsed
+  request to the handler. A stalled *body* is bounded separately (408, api/parsing.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
+from typing import Any
 
-from aiohttp import HttpVersion10, HttpVersion11, web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import SERVER_SOFTWARE
+from aiohttp import web
 
 from activation.api.problems import problem
 
-_SERVER = SERVER_SOFTWARE.encode()
-KEEP_ALIVE_200 = b"HTTP/1.1 200 OK\r\n"  # an HTTP/1.1 keep-alive answer needs no Connection
-
-
-class SignedJson(web.StreamResponse):
-    """A 200 answer of `body` (JSON) with its `X-Signature` header value."""
-
-    def __init__(self, body: bytes, signature: str) -> None:
-        super().__init__()
-        self._answer = body
-        self._signature = signature.encode()
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self._eof_sent:
-            return None
-        if self._payload_writer is not None:
-            return self._payload_writer
-        keep_alive = request.keep_alive
-        self._keep_alive = keep_alive
-        self._req = request
-        writer = self._payload_writer = request.writer
-        version = request.version
-        if version == HttpVersion11 and keep_alive:
-            head = KEEP_ALIVE_200
-        elif version == HttpVersion11:
-            head = b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
-        elif version == HttpVersion10 and keep_alive:
-            head = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
-        else:
-            head = b"HTTP/%d.%d 200 OK\r\n" % (version.major, version.minor)
-        await writer.write(signed_json_bytes(head, self._signature, self._answer))
-        return writer
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        if self._eof_sent:
-            return
-        writer = self._payload_writer
-        assert writer is not None, "prepare() comes first"
-        await writer.write_eof(data)
-        self._eof_sent = True
-        self._req = None
-        self._body_length = len(self._answer)
-        self._payload_writer = None
-
-
-def signed_json_bytes(head: bytes, signature: bytes, body: bytes) -> bytes:
-    """A 200 answer of JSON `body` signed with `signature` as one buffer; `head` is the status
-    line and any Connection header."""
-    return (
-        b"%sContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n"
-        b"Date: %s\r\nServer: %s\r\n\r\n%s"
-        % (head, signature, len(body), rfc822_formatted_time().encode(), _SERVER, body)
-    )
-
-
-def response_bytes(response: web.Response) -> bytes:
-    """A small, complete `web.Response` (a problem answer) as the bytes of an HTTP/1.1
-    keep-alive answer with the headers aiohttp would send: its own, Content-Length, Date and
-    Server."""
-    body = response.body
-    assert isinstance(body, bytes), "only answers with a body of bytes"
-    fields = b"".join(
-        b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in response.headers.items()
-    )
-    return b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nDate: %s\r\nServer: %s\r\n\r\n%s" % (
-        response.status,
-        response.reason.encode(),
-        fields,
-        len(body),
-        rfc822_formatted_time().encode(),
-        _SERVER,
-        body,
-    )
+Handler = Any  # aiohttp's request handler callable: (BaseRequest) -> Awaitable[StreamResponse]
 
 
 class ProblemRequestHandler(web.RequestHandler):
-    """aiohttp answers a request it cannot parse (an unknown method, a malformed request line
-    or header, a bad chunk) before any handler runs, in plain text; here such answers are
-    problem JSON like every other 4xx of the API. 5xx answers stay aiohttp's (they come from
-    a failing handler, which `PublicApi.handle` never lets happen)."""
+    """One connection: problem JSON for unparseable requests; the head deadline when
+    `head_timeout` is given."""
+
+    def __init__(
+        self, manager: web.Server, *, head_timeout: float | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self.head_timeout = head_timeout
+        self.heads_overdue = 0
+        self._head_clock: asyncio.TimerHandle | None = None
+        self._in_request = False
+        self._bytes_in_request = False  # bytes of a next (pipelined) request may have come
+
+    def data_received(self, data: bytes) -> None:
+        # aiohttp calls this itself with b"" (to resume its parser): no byte of a client's.
+        if not data:
+            pass
+        elif self._in_request:
+            self._bytes_in_request = True
+        elif self._head_clock is None and self.head_timeout is not None:
+            self._start_head_clock()
+        super().data_received(data)
+
+    def _start_head_clock(self) -> None:
+        assert self.head_timeout is not None
+        loop = asyncio.get_running_loop()
+        self._head_clock = loop.call_later(self.head_timeout, self._head_overdue)
+
+    def _stop_head_clock(self) -> None:
+        if self._head_clock is not None:
+            self._head_clock.cancel()
+            self._head_clock = None
+
+    def head_arrived(self) -> None:
+        """aiohttp parsed a request's head: its handler runs now."""
+        self._stop_head_clock()
+        self._in_request = True
+        self._bytes_in_request = False
+
+    def request_answered(self) -> None:
+        """The handler returned; bytes that came meanwhile may begin the next head."""
+        self._in_request = False
+        if self._bytes_in_request and self.head_timeout is not None and self._head_clock is None:
+            self._start_head_clock()
+
+    def _head_overdue(self) -> None:
+        self._head_clock = None
+        if not self._in_request:
+            self.heads_overdue += 1
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_head_clock()
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -127,10 +105,56 @@ class ProblemRequestHandler(web.RequestHandler):
 
 
 class ProblemServer(web.Server):
-    """`web.Server` whose connections answer unparseable requests with problem JSON."""
+    """`web.Server` whose connections are `ProblemRequestHandler`s. `head_timeout` (seconds)
+    bounds the wait for each request head; the other keyword arguments go to every
+    connection, as `web.Server`'s do (e.g. `keepalive_timeout`, `access_log`)."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        request_factory: Any = None,
+        handler_cancellation: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        head_timeout: float | None = None,
+        **connection_options: Any,
+    ) -> None:
+        super().__init__(
+            self._timed(handler) if head_timeout is not None else handler,
+            request_factory=request_factory,
+            handler_cancellation=handler_cancellation,
+            loop=loop,
+            **connection_options,
+        )
+        self.connection_loop = loop or asyncio.get_running_loop()
+        self.head_timeout = head_timeout
+        self.connection_options = connection_options
 
     def __call__(self) -> web.RequestHandler:
-        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        return ProblemRequestHandler(
+            self,
+            loop=self.connection_loop,
+            head_timeout=self.head_timeout,
+            **self.connection_options,
+        )
+
+    @staticmethod
+    def _timed(handler: Handler) -> Handler:
+        """`handler`, telling its connection when a head arrived and when it was answered."""
+
+        async def answer(request: web.BaseRequest) -> web.StreamResponse:
+            connection = request.protocol
+            if not isinstance(connection, ProblemRequestHandler):
+                response: web.StreamResponse = await handler(request)
+                return response
+            connection.head_arrived()
+            try:
+                response = await handler(request)
+            finally:
+                connection.request_answered()
+            return response
+
+        return answer
 
 
 class ProblemAppRunner(web.AppRunner):

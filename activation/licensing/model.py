@@ -82,7 +82,7 @@ class CaseStage(StrEnum):
 
 KNOWN_ADDONS: frozenset[str] = frozenset({"eas", "mapi", "ews", "messagesniffer", "communicator"})
 
-_VERSION_RE = re.compile(r"^(\d{1,6})\.(\d{1,6})\.(\d{1,9})$")
+_VERSION_RE = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,9})", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True, order=True)

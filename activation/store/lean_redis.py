@@ -6,6 +6,14 @@ and one reply. This connection packs the command with hiredis, writes it at once
 replies to callers in order (Redis answers one connection's commands in order), so concurrent
 requests share one socket and one event-loop read. redis-py still serves everything else.
 
+Commands are packed by `hiredis.pack_command`, which writes RESP lengths in bytes of the
+UTF-8 encoding: any text, NUL bytes and astral characters included, goes to Redis exactly.
+A string that UTF-8 cannot encode (a lone surrogate such as "\ud800", which a JSON parser may
+hand over from an escape) makes `pack_command` raise before anything is written, so the
+connection and the other callers' commands on it are never disturbed
+(tests/integration/test_lean_redis.py). The API refuses such strings with a 400 before they
+reach here (api/parsing.py).
+
 Hardened for production use:
 - reconnects lazily on the next call after the socket drops (every caller waiting on a dead
   socket gets `ConnectionError` at once, never a hang);
@@ -28,7 +36,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import hiredis
 from redis.connection import parse_url
@@ -55,7 +63,7 @@ def reply_exception(reply: hiredis.ReplyError) -> Exception:
     return reply if code is None else LeanRefusedError(code, str(reply))
 
 
-def is_noscript(reply: Any) -> bool:
+def _is_noscript(reply: Any) -> bool:
     """Whether `reply` says Redis does not have the script (restarted, or SCRIPT FLUSH): it
     did not run, and runs once the script is loaded again."""
     return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
@@ -66,20 +74,6 @@ def _checked(reply: Any) -> Any:
     if isinstance(reply, hiredis.ReplyError):
         raise reply_exception(reply)
     return reply
-
-
-_ASKING = hiredis.pack_command(("ASKING",))
-
-
-class ReplyWaiter(Protocol):
-    """What waits for one reply: an asyncio Future, or a call that goes on from the reply
-    itself (`send_nowait`'s callers: no task and no future per activation)."""
-
-    def done(self) -> bool: ...
-
-    def set_result(self, result: Any, /) -> None: ...
-
-    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
@@ -108,7 +102,7 @@ FLUSH_EVERY = 8
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiters: deque[ReplyWaiter] = deque()
+        self.waiters: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.replies = 0
         self.closed = False
@@ -127,12 +121,7 @@ class _Protocol(asyncio.Protocol):
             self.replies += 1
             waiter = self.waiters.popleft()
             if not waiter.done():
-                # A waiter that goes on from the reply (api/lane_call.py) runs here: if it
-                # failed, the replies after it must still reach their own waiters.
-                try:
-                    waiter.set_result(reply)
-                except Exception as error:
-                    self._waiter_failed(error)
+                waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -140,15 +129,7 @@ class _Protocol(asyncio.Protocol):
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
-                try:
-                    waiter.set_exception(error)
-                except Exception as failure:
-                    self._waiter_failed(failure)
-
-    def _waiter_failed(self, error: Exception) -> None:
-        self.loop.call_exception_handler(
-            {"message": "a Redis reply's waiter failed", "exception": error, "protocol": self}
-        )
+                waiter.set_exception(error)
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         """Queue one command; the commands queued in one event-loop pass leave in one write
@@ -156,10 +137,6 @@ class _Protocol(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise LeanConnectionError("Redis connection is closed")
         waiter = self.loop.create_future()
-        self.queue(packed, waiter)
-        return waiter
-
-    def queue(self, packed: bytes, waiter: ReplyWaiter) -> None:
         self.waiters.append(waiter)
         outgoing = self.outgoing
         if not outgoing:
@@ -167,6 +144,7 @@ class _Protocol(asyncio.Protocol):
         outgoing.append(packed)
         if len(outgoing) >= FLUSH_EVERY:
             self.flush()
+        return waiter
 
     def flush(self) -> None:
         outgoing, self.outgoing = self.outgoing, []
@@ -196,81 +174,23 @@ class LeanScriptClient:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self._packed_heads: dict[int, bytes] = {}  # arity -> "EVALSHA <sha>" of packed calls
 
     async def evalsha(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """EVALSHA of the script with `keys` and `args`, packed by hiredis."""
-        packed = hiredis.pack_command((len(keys), *keys, *args))
-        # hiredis heads what it packs with the item count ("*N\r\n"); the command's own head,
-        # EVALSHA and the sha included, is `evalsha_packed`'s.
-        tail = packed[packed.index(b"\r\n") + 2 :]
-        return await self.evalsha_packed(1 + len(keys) + len(args), tail)
-
-    async def evalsha_packed(self, arity: int, packed: bytes) -> Any:
-        """EVALSHA of keys and arguments already packed as RESP (store/packing.py, or
-        `evalsha`): `packed` holds `arity` items, from the number of keys on. The hot call:
-        `_connected()` is inlined, one coroutine frame less per activation."""
-        protocol = self._protocol
-        if protocol is None or protocol.closed:
-            protocol = await self._connect()
-        if len(protocol.waiters) >= self._max_in_flight:
-            raise LeanConnectionError("too many Redis requests in flight")
-        reply = await protocol.send(self._packed_head(arity) + packed)
-        if isinstance(reply, hiredis.ReplyError):
-            if is_noscript(reply):
-                await self._load_script(protocol)
-                reply = await protocol.send(self._packed_head(arity) + packed)
-            return _checked(reply)
-        return reply
-
-    def send_nowait(self, arity: int, packed: bytes, waiter: ReplyWaiter) -> bool:
-        """Queue EVALSHA of `packed` (as `evalsha_packed`) with `waiter` to take the reply
-        as it is, error replies included (NOSCRIPT is the waiter's to handle). False, and
-        nothing sent, when the connection is not up or is full: then use `evalsha_packed`,
-        which connects, reloads the script and bounds the wait."""
-        protocol = self._protocol
-        if (
-            protocol is None
-            or protocol.closed
-            or self._sha is None
-            or len(protocol.waiters) >= self._max_in_flight
-        ):
-            return False
-        protocol.queue(self._packed_head(arity) + packed, waiter)
-        return True
-
-    def _packed_head(self, arity: int) -> bytes:
-        head = self._packed_heads.get(arity)
-        if head is None:
-            sha = (self._sha or "").encode()
-            head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (arity + 2, len(sha), sha)
-            self._packed_heads[arity] = head
-        return head
-
-    async def evalsha_asking(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """EVALSHA preceded by ASKING on the same connection (a cluster slot being imported
-        here, after an ASK redirect). Rare: no fast path."""
+        """EVALSHA of the script with `keys` and `args`; the script is loaded again, and the
+        call made once more, when Redis lost it (NOSCRIPT: it did not run)."""
         protocol = await self._connected()
-        command = hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))
-        reply = await self._asking(protocol, command)
-        if is_noscript(reply):
+        reply = await protocol.send(self._evalsha_command(keys, args))
+        if _is_noscript(reply):
             await self._load_script(protocol)
-            reply = await self._asking(protocol, command)
+            reply = await protocol.send(self._evalsha_command(keys, args))
         return _checked(reply)
 
-    @staticmethod
-    async def _asking(protocol: _Protocol, command: bytes) -> Any:
-        asked = protocol.send(_ASKING)  # both leave in one write, in this order
-        try:
-            reply = await protocol.send(command)
-        finally:
-            if asked.done() and not asked.cancelled():
-                asked.exception()  # retrieved, so a lost connection is not logged twice
-        _checked(asked.result())
-        return reply
+    def _evalsha_command(self, keys: Sequence[str], args: Sequence[Any]) -> bytes:
+        command: bytes = hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))
+        return command
 
     async def call(self, *command: Any) -> Any:
-        """Any other command on this connection (the cluster client's CLUSTER SLOTS)."""
+        """Any other command on this connection (tests, diagnostics)."""
         protocol = await self._connected()
         return _checked(await protocol.send(hiredis.pack_command(command)))
 
@@ -334,7 +254,6 @@ class LeanScriptClient:
         command = ("SCRIPT", "LOAD", self._script)
         reply = _checked(await protocol.send(hiredis.pack_command(command)))  # type: ignore[arg-type]
         self._sha = reply.decode()
-        self._packed_heads.clear()
 
     async def _watch(self) -> None:
         """Close a connection whose replies stopped while requests wait (a stuck Redis)."""

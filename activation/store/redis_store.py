@@ -1,40 +1,35 @@
 """The Redis adapter of the hot path: one script call per activation (see activate.lua).
 
+On a single Redis the script runs over the lean connection (lean_redis.py); on Redis Cluster
+through redis-py's cluster client, which routes it by its keys' hash slot (every key of a
+call shares one, store/keys.py) and follows MOVED/ASK redirects. redis-py serves every other
+command on both.
+
 Fail-closed: when Redis cannot be reached the caller gets `StoreUnavailable` and answers 503
 with Retry-After (SPEC §5); nothing is acknowledged that was not written to the stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, NamedTuple, Protocol
 
-import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from activation.licensing.model import CaseStage, InstallationState, License
 from activation.store.keys import KeyLayout
-from activation.store.lean_redis import LeanScriptClient, ReplyWaiter, reply_exception
-from activation.store.packing import ScriptCallPacker
+from activation.store.lean_redis import LeanScriptClient
 from activation.store.refusals import is_refusal
 
 LicenseLoader = Callable[[str], Awaitable[License | None]]
 
 ACTIVATE_SCRIPT = (resources.files("activation.store") / "activate.lua").read_text()
-
-
-class HotScriptClient(Protocol):
-    """What runs the activation script on the hot path: LeanScriptClient (one node) or
-    LeanClusterScriptClient (Redis Cluster)."""
-
-    async def evalsha(self, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
-
-    async def aclose(self) -> None: ...
 
 
 class _Incrementable(Protocol):
@@ -115,6 +110,9 @@ ScriptOutcome = RateLimited | UnknownKey | Recorded
 
 UNKNOWN = UnknownKey()
 
+CLUSTER_RETRY_SECONDS = 0.5
+CLUSTER_RETRY_INTERVAL = 0.05
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -133,44 +131,23 @@ class ActivationStore:
         layout: KeyLayout,
         limits: Limits,
         loader: LicenseLoader,
-        hot_client: HotScriptClient | None = None,
+        hot_client: LeanScriptClient | None = None,
         cache_counters: CacheCounters | None = None,
     ) -> None:
-        """`hot_client` runs the activation script when given (lean_redis.py, lean_cluster.py);
-        redis-py runs it otherwise (REDIS_HOT_CLIENT=redis-py) and serves every other
-        command."""
+        """`hot_client` runs the activation script on a single Redis; without it (Redis
+        Cluster) redis-py runs it. redis-py serves every other command."""
         self._redis = redis
         self._layout = layout
         self._limits = limits
         self._loader = loader
         self._script = redis.register_script(ACTIVATE_SCRIPT)
         self._cache_counters = cache_counters
-        self._packer = ScriptCallPacker(
-            layout,
-            limits.active_window_seconds,
-            limits.leak_window_seconds,
-            (limits.ip_per_minute, limits.key_per_minute, limits.unknown_per_minute),
-            limits.negative_ttl_seconds,
-        )
-        self.use_hot_client(hot_client)
-
-    def use_hot_client(self, hot_client: HotScriptClient | None) -> None:
-        """Run the activation script through `hot_client` from now on (None: redis-py). The
-        single-node lean client takes the call packed (store/packing.py); a cluster routes by
-        the first key, and redis-py packs for itself: both get the lists."""
         self._hot = hot_client
-        self._packed_call: Callable[[int, bytes], Awaitable[Any]] | None = None
-        self._send_nowait: Callable[[int, bytes, ReplyWaiter], bool] | None = None
-        if isinstance(hot_client, LeanScriptClient):
-            self._packed_call = hot_client.evalsha_packed
-            self._send_nowait = hot_client.send_nowait
 
     @property
-    def hot_client(self) -> HotScriptClient | None:
+    def hot_client(self) -> LeanScriptClient | None:
         return self._hot
 
-    # Both hand back the script call's coroutine itself rather than awaiting it in one more
-    # frame: the hot path resumes one coroutine fewer when Redis answers.
     def activate(self, request: ActivationRequest, now: datetime) -> Awaitable[ScriptOutcome]:
         return self._run("a", request, now)
 
@@ -179,58 +156,15 @@ class ActivationStore:
 
     async def _run(self, op: str, request: ActivationRequest, now: datetime) -> ScriptOutcome:
         stamp = now.timestamp()
-        packed_call = self._packed_call
-        packed = None if packed_call is None else self._packer.pack(op, stamp, *request)
-        if packed is not None:
-            assert packed_call is not None
-            try:
-                reply: list[Any] = await packed_call(ScriptCallPacker.ARITY, packed)
-            except REDIS_OUTAGES as error:
-                raise StoreUnavailable(str(error)) from error
-        else:
-            reply = await self._call(*self.script_call(op, stamp, request))
-        outcome = self.settle(reply)
-        if outcome is None:
-            return await self.fill(op, stamp, request)
-        return outcome
-
-    def send_nowait(
-        self, op: str, stamp: float, request: ActivationRequest, waiter: ReplyWaiter
-    ) -> bool:
-        """Send the script's first call with `waiter` to take the reply as Redis gives it
-        (then `settle` it; an error reply is the waiter's to map, see `failure`). False,
-        and nothing sent, where only `activate`/`deactivate` can make the call: not the
-        single-node lean client, its connection not up, or a text the packer leaves to
-        hiredis."""
-        send = self._send_nowait
-        if send is None:
-            return False
-        packed = self._packer.pack(op, stamp, *request)
-        return packed is not None and send(ScriptCallPacker.ARITY, packed, waiter)
-
-    def settle(self, reply: list[Any]) -> ScriptOutcome | None:
-        """The outcome of the script's first call; None when the license is not cached (MISS):
-        then `fill` loads it and calls again."""
+        reply = await self._call(*self.script_call(op, stamp, request))
         tag = reply[0]
-        if tag == b"MISS":
+        if tag == b"MISS":  # not cached: load it, then the second call
             if self._cache_counters is not None:
                 self._cache_counters.cache_misses.inc()
-            return None
+            return await self.fill(op, stamp, request)
         if self._cache_counters is not None and tag in (b"OK", b"NF"):
             self._cache_counters.cache_hits.inc()
         return self._outcome(reply)
-
-    @staticmethod
-    def failure(error: BaseException) -> BaseException:
-        """What `activate` raises for `error`: an exception or an error reply (not NOSCRIPT)
-        that a `send_nowait` waiter got."""
-        if isinstance(error, hiredis.ReplyError):
-            error = reply_exception(error)
-        if isinstance(error, REDIS_OUTAGES):
-            unavailable = StoreUnavailable(str(error))
-            unavailable.__cause__ = error
-            return unavailable
-        return error
 
     async def fill(self, op: str, stamp: float, request: ActivationRequest) -> ScriptOutcome:
         """The second call of a request whose license was not cached: the license from
@@ -287,14 +221,32 @@ class ActivationStore:
             if self._hot is not None:
                 reply: list[Any] = await self._hot.evalsha(keys, args)
             else:
-                reply = await self._script(keys=keys, args=args)
+                reply = await self._cluster_call(keys, args)
         except REDIS_OUTAGES as error:
             raise StoreUnavailable(str(error)) from error
-        except redis_errors.ResponseError as error:  # redis-py on a cluster, or chosen
+        except redis_errors.ResponseError as error:  # redis-py on a cluster
             if is_refusal(error):
                 raise StoreUnavailable(str(error)) from error
             raise
         return reply
+
+    async def _cluster_call(self, keys: list[str], args: list[Any]) -> list[Any]:
+        """The script through redis-py's cluster client. It follows MOVED and ASK, and
+        TRYAGAIN (the script's keys split between two masters while a slot moves) for a few
+        round trips only, about 0.2 s, then raises ClusterError, as it does for CLUSTERDOWN:
+        neither ran the script, so it is called again every CLUSTER_RETRY_INTERVAL seconds for
+        up to CLUSTER_RETRY_SECONDS more. A quick slot move costs a wait, not a 503; a longer
+        one, or a cluster that stays down, is a 503 with Retry-After."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLUSTER_RETRY_SECONDS
+        while True:
+            try:
+                reply: list[Any] = await self._script(keys=keys, args=args)
+                return reply
+            except (redis_errors.ClusterError, redis_errors.TryAgainError):
+                if loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(CLUSTER_RETRY_INTERVAL)
 
     def _outcome(self, reply: list[Any]) -> ScriptOutcome:
         tag = reply[0]

@@ -66,6 +66,10 @@ BAD_BODIES: list[tuple[str, bytes, str, int, str | None]] = [
     ),
     ("too many addons", _body(addons=["a"] * 33), "application/json", 400, "addons"),
     ("nonce is an object", _body(nonce={"a": 1}), "application/json", 400, "nonce"),
+    ("nonce with a space", _body(nonce="c0ffee 42"), "application/json", 400, "nonce"),
+    ("version in other digits", _body(version="١٧.1.7400"), "application/json", 400, "version"),
+    ("hostname with a space", _body(hostname="mail 1"), "application/json", 400, "hostname"),
+    ("hostname bidi override", _body(hostname="\u202eliam"), "application/json", 400, "hostname"),
     ("body over 8 KiB", _body(padding="x" * 9000), "application/json", 413, None),
 ]
 

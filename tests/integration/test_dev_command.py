@@ -56,7 +56,6 @@ def test_the_printed_curl_activates_the_demo_key_at_once(
         PUBLIC_PORT=str(public_port),
         ADMIN_PORT=str(free_port()),
         SMTP_URL=f"smtp://127.0.0.1:{free_port()}",
-        SIGNING_NONCE_HELPER="0",
         PYTHONUNBUFFERED="1",
     )
     process = subprocess.Popen(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import hiredis
 import pytest
@@ -47,45 +46,6 @@ async def test_commands_of_one_pass_leave_in_groups_in_order(
         await client.aclose()
 
 
-class _FailingWaiter:
-    def done(self) -> bool:
-        return False
-
-    def set_result(self, result: Any, /) -> None:
-        raise RuntimeError("a waiter's bug")
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        raise RuntimeError("a waiter's bug")
-
-
-async def test_a_failing_waiter_does_not_stall_the_replies_after_it(
-    server_urls: tuple[str, str],
-) -> None:
-    """A waiter that goes on from its reply (api/lane_call.py) and fails is reported to the
-    loop's exception handler; the next waiters get their replies, and their errors."""
-    client = LeanScriptClient(server_urls[1], ECHO)
-    reported: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
-        await client.call("PING")
-        protocol = client._protocol
-        assert protocol is not None
-        protocol.queue(hiredis.pack_command(("ECHO", "first")), _FailingWaiter())
-        after = protocol.send(hiredis.pack_command(("ECHO", "after")))
-        assert await asyncio.wait_for(after, 5) == b"after"
-        protocol.queue(hiredis.pack_command(("BLPOP", "never-filled", "0")), _FailingWaiter())
-        pending = protocol.send(hiredis.pack_command(("ECHO", "lost")))
-        await asyncio.sleep(0.05)
-        protocol.abort()
-        with pytest.raises(LeanConnectionError):
-            await asyncio.wait_for(pending, 5)
-        assert [str(context["exception"]) for context in reported] == ["a waiter's bug"] * 2
-    finally:
-        loop.set_exception_handler(None)
-        await client.aclose()
-
-
 async def test_script_cache_flush_is_survived(server_urls: tuple[str, str]) -> None:
     client = LeanScriptClient(server_urls[1], ECHO)
     admin = aioredis.Redis.from_url(server_urls[1])
@@ -93,20 +53,6 @@ async def test_script_cache_flush_is_survived(server_urls: tuple[str, str]) -> N
         assert await client.evalsha(["a"], ["1"]) == [b"a", b"1"]
         await admin.script_flush()
         assert await client.evalsha(["b"], ["2"]) == [b"b", b"2"]
-    finally:
-        await client.aclose()
-        await admin.aclose()
-
-
-async def test_a_packed_call_survives_a_script_cache_flush(server_urls: tuple[str, str]) -> None:
-    """`evalsha_packed` (store/packing.py's calls): the same NOSCRIPT reload as `evalsha`."""
-    client = LeanScriptClient(server_urls[1], ECHO)
-    admin = aioredis.Redis.from_url(server_urls[1])
-    packed = b"$1\r\n1\r\n$1\r\nk\r\n$1\r\nv\r\n"  # numkeys, KEYS[1], ARGV[1]
-    try:
-        assert await client.evalsha_packed(3, packed) == [b"k", b"v"]
-        await admin.script_flush()
-        assert await client.evalsha_packed(3, packed) == [b"k", b"v"]
     finally:
         await client.aclose()
         await admin.aclose()

@@ -33,7 +33,6 @@ from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
-from activation.store.lean_cluster import LeanClusterScriptClient
 from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics
@@ -256,19 +255,17 @@ class ClusterSystem:
     cluster: LocalCluster
 
 
-@pytest.fixture(params=["lean", "redis-py"])
+@pytest.fixture
 async def cluster(
-    request: pytest.FixtureRequest,
     settings: Settings,
     local_cluster: LocalCluster,
     admin_headers: dict[str, str],
 ) -> AsyncIterator[ClusterSystem]:
-    """The apps on the module's cluster, the activation script run by each hot-path client
-    (REDIS_HOT_CLIENT)."""
+    """The apps on the module's cluster; redis-py's cluster client runs the activation
+    script."""
     configured = dataclasses.replace(
         settings,
         redis_url=f"redis+cluster://127.0.0.1:{local_cluster.ports[0]}",
-        hot_redis_client=request.param,
         rate_limits=RateLimits(
             ip_per_minute=1_000_000,  # on, so the per-address counters are written too
             key_per_minute=KEY_LIMIT_PER_MINUTE,
@@ -284,9 +281,7 @@ async def cluster(
             TestClient(TestServer(create_admin_app(resources))) as admin,
         ):
             assert isinstance(resources.redis, RedisCluster)
-            # "lean": the activation script runs over lean connections, one per master.
-            hot = resources.store.hot_client
-            assert isinstance(hot, LeanClusterScriptClient) is (request.param == "lean")
+            assert resources.store.hot_client is None  # redis-py runs the script
             yield ClusterSystem(resources, public, admin, admin_headers, local_cluster)
     finally:
         await _drop_prefix_on_every_node(
@@ -378,8 +373,6 @@ async def test_cluster_activations_worker_and_no_lost_events(cluster: ClusterSys
     target = next(port for port in cluster.cluster.ports if port != source)
     cluster.cluster.move_slot_of(moving, target)
     assert cluster.cluster.owner_of(moving) == target
-    hot = resources.store.hot_client
-    moved_before = hot.moved if isinstance(hot, LeanClusterScriptClient) else 0
     status, answer = await _post(public, "/v1/activations", activation_body(over[1], "server-a"))
     assert (status, answer["code"]) == (200, "GRACE")
     sent[(over[1], "activation", "server-a")] += 1
@@ -389,8 +382,6 @@ async def test_cluster_activations_worker_and_no_lost_events(cluster: ClusterSys
     status, _ = await _post(public, "/v1/activations", activation_body(neighbour, "server-a"))
     assert status == 200
     sent[(neighbour, "activation", "server-a")] += 1
-    if isinstance(hot, LeanClusterScriptClient):
-        assert hot.moved == moved_before + 1  # followed MOVED once, then knew the new master
 
     # An unknown key: NOT_FOUND (negative cache written in the key's slot), twice.
     for _ in range(2):
@@ -467,13 +458,13 @@ async def test_cluster_activations_worker_and_no_lost_events(cluster: ClusterSys
     assert ready.status == 200
 
 
-@pytest.mark.parametrize("cluster", ["lean"], indirect=True)
 async def test_activation_during_a_slot_migration_follows_ask_and_waits_out_tryagain(
     cluster: ClusterSystem,
 ) -> None:
     """Mid-migration the source answers ASK (none of the script's keys is left there) and the
     importing master TRYAGAIN (some of the keys, this minute's counters, exist nowhere yet):
-    the lean client asks the target, retries every 50 ms, and succeeds once the slot is
+    redis-py asks the target and retries, the store retries after it every 50 ms
+    (store/redis_store.py), and the call succeeds once the slot is
     handed over. No 503 for a migration shorter than half a second."""
     resources, public, admin, headers = (
         cluster.resources,
@@ -481,8 +472,6 @@ async def test_activation_during_a_slot_migration_follows_ask_and_waits_out_trya
         cluster.admin,
         cluster.headers,
     )
-    hot = resources.store.hot_client
-    assert isinstance(hot, LeanClusterScriptClient)
     key = str((await create_license(admin, headers))["key"])
     status, _ = await _post(public, "/v1/activations", activation_body(key))
     assert status == 200
@@ -490,7 +479,6 @@ async def test_activation_during_a_slot_migration_follows_ask_and_waits_out_trya
     source = cluster.cluster.owner_of(license_key)
     target = next(port for port in cluster.cluster.ports if port != source)
     slot = cluster.cluster.begin_moving_slot_of(license_key, target)
-    asked, tried_again = hot.asked, hot.tried_again
     try:
         during = asyncio.create_task(
             _post(public, "/v1/activations", activation_body(key, "server-b"))
@@ -501,16 +489,13 @@ async def test_activation_during_a_slot_migration_follows_ask_and_waits_out_trya
         cluster.cluster.finish_moving(slot, target)
     status, answer = await during
     assert (status, answer["code"]) == (200, "GRACE"), answer
-    assert hot.asked > asked and hot.tried_again > tried_again
     assert cluster.cluster.owner_of(license_key) == target
 
 
-@pytest.mark.parametrize("hot_client", ["lean", "redis-py"])
 async def test_cluster_master_down_answers_503_then_recovers(
     settings: Settings,
     tmp_path_factory: pytest.TempPathFactory,
     admin_headers: dict[str, str],
-    hot_client: str,
 ) -> None:
     """Fail-closed on a cluster too: a master that is gone, and the cluster refusing every slot
     once it notices (CLUSTERDOWN), are 503 with Retry-After, never a 500 or an acknowledgement."""
@@ -518,7 +503,6 @@ async def test_cluster_master_down_answers_503_then_recovers(
         configured = dataclasses.replace(
             settings,
             redis_url=f"redis+cluster://127.0.0.1:{nodes.ports[0]}",
-            hot_redis_client=hot_client,
         )
         await _clean(configured)
         async with (

@@ -61,16 +61,14 @@ class Refusable:
     dependency_errors: Any
 
 
-@pytest.fixture(params=["lean", "redis-py"])
+@pytest.fixture
 async def refusable(
-    request: pytest.FixtureRequest, settings: Settings, own_redis: str, aiohttp_client: Any
+    settings: Settings, own_redis: str, aiohttp_client: Any
 ) -> AsyncIterator[Refusable]:
-    """The public API on its own Redis, with one license that activates VALID; the script
-    runs through each hot-path client (REDIS_HOT_CLIENT)."""
+    """The public API on its own Redis, with one license that activates VALID."""
     configured = dataclasses.replace(
         settings,
         redis_url=own_redis,
-        hot_redis_client=request.param,
         test_clock=False,  # the request's first Redis call is the script's, not the clock's
     )
     await _clean(configured)
@@ -97,8 +95,7 @@ async def refusable(
 
 
 async def _assert_outage_answer(refusable: Refusable, fingerprint: str) -> None:
-    """503 through the fast lane (the script's reply handled as it arrives, api/lane_call.py,
-    with the lean client) and through aiohttp's route (a charset in Content-Type)."""
+    """503, whichever spelling of the JSON content type the client sends."""
     body = orjson.dumps(activation_body(refusable.key, fingerprint))
     for content_type in ("application/json", "application/json; charset=utf-8"):
         before = refusable.dependency_errors.labels("redis")._value.get()

@@ -19,6 +19,13 @@ def test_defaults_follow_spec_section_10(tmp_path: Path) -> None:
     assert settings.test_clock is False
     assert (settings.public_port, settings.admin_port) == (8080, 8081)
     assert settings.database_timeout_seconds == 15
+    assert settings.max_inflight == 1000
+    assert settings.request_head_timeout_seconds == 10
+    assert settings.keepalive_timeout_seconds == 75
+    tuned = Settings.from_env(
+        {"MAX_INFLIGHT": "50", "REQUEST_HEAD_TIMEOUT_SECONDS": "3"}, env_file=tmp_path / "absent"
+    )
+    assert (tuned.max_inflight, tuned.request_head_timeout_seconds) == (50, 3)
     assert (
         Settings.from_env(
             {"DATABASE_TIMEOUT_SECONDS": "3"}, env_file=tmp_path / "absent.env"
@@ -43,8 +50,9 @@ def test_environment_overrides_env_file(tmp_path: Path) -> None:
         ("ACTIVE_WINDOW_DAYS", "0", "ACTIVE_WINDOW_DAYS must be at least 1"),
         ("RATE_LIMIT_IP_PER_MINUTE", "-1", "RATE_LIMIT_IP_PER_MINUTE must be at least 0"),
         ("TEST_CLOCK", "maybe", "TEST_CLOCK must be 1 or 0"),
-        ("REDIS_HOT_CLIENT", "fast", "REDIS_HOT_CLIENT must be one of"),
         ("DATABASE_TIMEOUT_SECONDS", "0", "DATABASE_TIMEOUT_SECONDS must be at least 1"),
+        ("MAX_INFLIGHT", "0", "MAX_INFLIGHT must be at least 1"),
+        ("REQUEST_HEAD_TIMEOUT_SECONDS", "ten", "REQUEST_HEAD_TIMEOUT_SECONDS must be a whole"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str, message: str) -> None:
