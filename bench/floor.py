@@ -37,9 +37,9 @@ def make_handler(client: LeanScriptClient, key: SigningKey) -> Handler:
         await client.evalsha([f"floor:{{{data['license_key']}}}"], [data["fingerprint"]])
         body = orjson.dumps({"valid": True, "code": "VALID", "nonce": data.get("nonce")})
         signature = "ed25519=" + b2a_base64(key.sign(body).signature, newline=False).decode()
-        return web.Response(
-            body=body, content_type="application/json", headers={"X-Signature": signature}
-        )
+        # As the API answers: web.Response with the two headers.
+        headers = {"Content-Type": "application/json", "X-Signature": signature}
+        return web.Response(body=body, headers=headers)
 
     return handle
 

@@ -7,9 +7,10 @@ Requests are *scheduled* at the rate of the current phase (request i of a phase 
 phase's start + i / rate), whether or not earlier answers have come back: a closed-loop tool
 such as wrk waits for an answer before it sends the next request, so a slow server quietly
 lowers the load it is offered. Here a slow server meets more concurrent requests instead, as
-it does from real clients: when every keep-alive connection is busy the generator opens
-another one (up to `--max-connections`, then requests wait in the generator, counted as
-`queued`).
+it does from real clients. `--connections` keep-alive connections are open before the first
+request (clients with a connection each, or a load balancer's pool); when every one is busy
+the generator opens another (up to `--max-connections`; beyond it requests wait in the
+generator, counted as `queued`, and their wait is part of their latency).
 
 A request's latency runs from its dispatch (the scheduler's tick, at most about a
 millisecond after it was due; the lag is reported as `lag_p99_ms`) to the last byte of its
@@ -236,12 +237,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         load_requests(args.bodies, host, port, url.path or "/"), host, port, args.max_connections
     )
     loop = asyncio.get_running_loop()
-    await asyncio.gather(
-        *(
-            loop.create_connection(lambda: Connection(generator), host, port)
-            for _ in range(args.connections)
+    # Opened in small groups with a pause for the server to accept them: a burst beyond its
+    # listen backlog would wait for SYN retransmits.
+    for start in range(0, args.connections, 100):
+        count = min(100, args.connections - start)
+        await asyncio.gather(
+            *(
+                loop.create_connection(lambda: Connection(generator), host, port)
+                for _ in range(count)
+            )
         )
-    )
+        await asyncio.sleep(0.02)
     generator.connections = generator.most_connections = args.connections
     phases = [(float(rate), float(seconds)) for rate, seconds in args.phase]
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -320,6 +326,8 @@ def measure(
     phases: Sequence[tuple[float, float]],
     *,
     record_from: float = 0.0,
+    connections: int = 32,
+    max_connections: int = 4000,
     timeout: float = 10.0,
 ) -> dict[str, Any]:
     """Run this generator in a process of its own (its CPU apart from the caller's) with
@@ -327,6 +335,7 @@ def measure(
     command = [sys.executable, __file__, "--url", url, "--bodies", str(bodies_json)]
     command += [f"--phase={rate:.1f}:{seconds}" for rate, seconds in phases]
     command += ["--record-from", str(record_from), "--timeout", str(timeout)]
+    command += ["--connections", str(connections), "--max-connections", str(max_connections)]
     limit = sum(seconds for _, seconds in phases) + timeout + 60
     finished = subprocess.run(command, capture_output=True, text=True, timeout=limit)
     if finished.returncode != 0:

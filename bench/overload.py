@@ -5,6 +5,11 @@ Offered 2x what it can serve, a server must shed the excess (503 with Retry-Afte
 a rate limit) and keep the latency of what it does serve bounded, rather than queue without
 end; once the load drops it must be back to normal at once. Measured here:
 
+The generator holds `connections` keep-alive connections open from the start, twice the
+server's default MAX_INFLIGHT (clients with a connection each, or a load balancer's pool),
+and opens no more: what is measured is how the server answers requests, not how fast a
+saturated process accepts new connections.
+
 - served p99: the p99 latency of the 200 answers to requests sent during the overload;
 - the share of those requests answered 503, the 429s, and every other outcome (another
   status, a lost connection, no answer at all), which must be none;
@@ -72,11 +77,19 @@ def overload(
     *,
     overload_s: float,
     after_s: float,
+    connections: int,
 ) -> Overload:
     """2x `capacity` for `overload_s`, then half of it for `after_s`, against `server`."""
     rss_before = server.rss_mib()
     phases = [(2 * capacity, overload_s), (capacity / 2, after_s)]
-    report = measure(server.url, bodies_json, phases, timeout=10.0)
+    report = measure(
+        server.url,
+        bodies_json,
+        phases,
+        connections=connections,
+        max_connections=connections,
+        timeout=10.0,
+    )
     server.check_alive()
     rss_after = server.rss_mib()
     over = report["phases"][0]

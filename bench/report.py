@@ -96,7 +96,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"   target ≤ {TARGET_RECOVERY_S:.0f} s: {verdict(recovered)}"
     )
     print(
-        f"  generator: up to {over['most_connections']} connections, lag p99"
+        f"  generator: {over['most_connections']} keep-alive connections, lag p99"
         f" {over['generator_lag_p99_ms']:.1f} ms, {over['queued_in_generator']} requests waited"
         " for a connection"
     )

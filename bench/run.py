@@ -164,6 +164,7 @@ def measure_all(
         half_p99,
         overload_s=args.overload_seconds,
         after_s=args.recovery_seconds,
+        connections=args.overload_connections,
     )
     return {
         "throughput": {name: asdict(found) for name, found in throughput.items()},
@@ -223,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--half-load-seconds", type=float, default=10.0)
     parser.add_argument("--overload-seconds", type=float, default=5.0)
     parser.add_argument("--recovery-seconds", type=float, default=5.0)
+    parser.add_argument("--overload-connections", type=int, default=2000)
     parser.add_argument("--max-inflight", type=int, help="MAX_INFLIGHT (default: the server's)")
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "bench.json")
     parser.add_argument("--seed", type=int, help="random seed of the generated data")
