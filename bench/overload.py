@@ -3,20 +3,20 @@ of it, and what the server did.
 
 Offered 2x what it can serve, a server must shed the excess (503 with Retry-After, or 429 from
 a rate limit) and keep the latency of what it does serve bounded, rather than queue without
-end; once the load drops it must be back to normal at once. Measured here:
+end; once the load drops it must be back to normal at once.
 
-The generator holds `connections` keep-alive connections open from the start, twice the
-server's default MAX_INFLIGHT (clients with a connection each, or a load balancer's pool),
-and opens no more: what is measured is how the server answers requests, not how fast a
-saturated process accepts new connections.
+The generator holds `connections` keep-alive connections open from the start (2000 from
+`make bench`: twice the server's default MAX_INFLIGHT; clients with a connection each, or a
+load balancer's pool) and opens no more: what is measured is how the server answers
+requests, not how fast a saturated process accepts new connections. Measured:
 
 - served p99: the p99 latency of the 200 answers to requests sent during the overload;
 - the share of those requests answered 503, the 429s, and every other outcome (another
   status, a lost connection, no answer at all), which must be none;
 - the server process's resident memory before the overload and after the whole run;
 - recovery: when the load drops to half the capacity, the time from the drop to the first
-  window of `--window` seconds (by send time) from which one second of windows all answer
-  200 with a p99 under the recovery level (the half-load p99 or 5 ms, whichever is higher).
+  window of 100 ms (by send time) from which one second of windows all answer 200 with a
+  p99 under the recovery level (the half-load p99 or 5 ms, whichever is higher).
 """
 
 from __future__ import annotations

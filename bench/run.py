@@ -2,7 +2,8 @@
 at half load, and at twice its capacity, all on this machine in one run.
 
     .venv/bin/python bench/run.py [--seconds 5] [--runs 3] [--licenses 10000]
-                                  [--max-inflight N] [--output build/bench.json]
+                                  [--overload-connections 2000] [--max-inflight N]
+                                  [--output build/bench.json]
 
 Needs wrk (`make wrk`), PostgreSQL and Redis. On a fresh database `lic_bench_<random>` and a
 fresh Redis key prefix it seeds `--licenses` licenses and starts, on loopback ports:
@@ -14,8 +15,8 @@ server (the cache is warm, as in production) it measures:
    `--seconds` per endpoint, medians; activations/bare and activations/floor;
 2. half load: open loop (bench/openloop.py) at half the activations/s of step 1, p99;
 3. overload (bench/overload.py): open loop at twice that for `--overload-seconds`, then
-   half for `--recovery-seconds`: served p99, share shed with 503, other outcomes, memory,
-   recovery.
+   half for `--recovery-seconds`, over `--overload-connections` keep-alive connections:
+   served p99, share shed with 503, other outcomes, memory, recovery.
 
 Prints the table, writes `--output` (JSON), and exits 1 if an answer was wrong (anything but
 200 below capacity; anything but 200/503/429 above it). It stops its servers, drops the
