@@ -161,7 +161,12 @@ async def _start_sites(
 
     runners: list[web.BaseRunner] = [
         web.ServerRunner(public.server()),
-        ProblemAppRunner(create_admin_app(resources), access_log=None),
+        ProblemAppRunner(
+            create_admin_app(resources),
+            access_log=None,
+            keepalive_timeout=settings.keepalive_timeout_seconds,
+            head_timeout=settings.request_head_timeout_seconds,
+        ),
     ]
     for runner, port in zip(runners, (settings.public_port, settings.admin_port), strict=True):
         await runner.setup()

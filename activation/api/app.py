@@ -149,7 +149,7 @@ class PublicApi:
         return error
 
     async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
-        """The signed body of the answer to the activation `data` from `ip`."""
+        """The answer body (JSON, to be signed) to the activation `data` from `ip`."""
         started = time.perf_counter()
         body, request = self._request(data, ip)
         now = await self._clock.now()

@@ -159,7 +159,28 @@ class ProblemServer(web.Server):
 
 class ProblemAppRunner(web.AppRunner):
     """`web.AppRunner` whose server is a `ProblemServer`: the admin API, console and the
-    worker's health port answer unparseable requests with problem JSON too."""
+    worker's health port answer unparseable requests with problem JSON too. aiohttp has no
+    public way to choose an AppRunner's server class: this overrides its `_make_server` and
+    takes the handler and request factory from the server that made (public attributes), the
+    connection options from this runner's own arguments (`head_timeout` as ProblemServer's)."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        handle_signals: bool = False,
+        shutdown_timeout: float = 60.0,
+        head_timeout: float | None = None,
+        **connection_options: Any,
+    ) -> None:
+        super().__init__(
+            app,
+            handle_signals=handle_signals,
+            shutdown_timeout=shutdown_timeout,
+            **connection_options,
+        )
+        self.head_timeout = head_timeout
+        self.connection_options = connection_options
 
     async def _make_server(self) -> web.Server:
         made = await super()._make_server()
@@ -167,6 +188,6 @@ class ProblemAppRunner(web.AppRunner):
             made.request_handler,
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
-            loop=made._loop,
-            **made._kwargs,
+            head_timeout=self.head_timeout,
+            **self.connection_options,
         )

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
+from activation.api.wire import ProblemAppRunner
 from activation.config import Settings
 from activation.runtime import Resources, open_resources
 from tests.conftest import _clean
@@ -173,6 +174,24 @@ async def test_a_head_in_parts_within_the_deadline_and_a_slow_body_are_answered(
         answer = await _answer(reader)
         writer.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+async def test_the_admin_port_has_the_head_deadline_too(resources: Resources) -> None:
+    """`ProblemAppRunner` (admin API and console, as `activation-server` starts them)."""
+    runner = ProblemAppRunner(
+        create_admin_app(resources), access_log=None, head_timeout=HEAD_TIMEOUT
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"GET /admin/v1/audit HTTP/1.1\r\nHost: admin\r\n")
+        elapsed = await _closed_after(reader, 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert HEAD_TIMEOUT * 0.8 <= elapsed < HEAD_TIMEOUT + 1, elapsed
 
 
 # --- MAX_INFLIGHT ---------------------------------------------------------------------------
