@@ -95,9 +95,9 @@ def server_env(
     return env
 
 
-def start_all(env: dict[str, str], workdir: Path) -> dict[str, servers.Server]:
-    """The activation server, the bare endpoint and the floor, each on a free port."""
-    started: dict[str, servers.Server] = {}
+def start_all(env: dict[str, str], workdir: Path, started: dict[str, servers.Server]) -> None:
+    """The activation server, the bare endpoint and the floor, each on a free port, entered in
+    `started` as each process starts (the caller stops them, even when one fails to start)."""
     api_port, admin_port = servers.free_port(), servers.free_port()
     api = [
         str(VENV_BIN / "activation-server"),
@@ -119,7 +119,6 @@ def start_all(env: dict[str, str], workdir: Path) -> dict[str, servers.Server]:
         started[name] = servers.start(name, command, env, workdir, port)
     for server in started.values():
         servers.wait_ready(server)
-    return started
 
 
 def measure_all(
@@ -257,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_signing_key(workdir / "signing.pem")
         say(f"database {database}: {args.licenses} licenses, {fixture.servers} servers")
         env = server_env(database_url, redis_url, prefix, workdir, args.max_inflight)
-        running = start_all(env, workdir)
+        start_all(env, workdir, running)
         started = time.monotonic()
         codes = asyncio.run(prime(running["activations"].url, json.loads(bodies_json.read_text())))
         say(f"primed in {time.monotonic() - started:.1f} s: {dict(codes)}")
