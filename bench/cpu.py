@@ -12,13 +12,21 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 SHARED_SERVICES = {"redis-server", "postgres"}  # the benchmark's own dependencies
 
 
-def process_table() -> dict[int, tuple[int, str, int]]:
-    """pid -> (parent pid, command name, CPU ticks used so far)."""
-    table: dict[int, tuple[int, str, int]] = {}
+class Process(NamedTuple):
+    parent: int
+    name: str
+    started: int  # clock ticks after boot: tells a reused pid from the process it had before
+    ticks: int  # CPU used so far, user and system
+
+
+def process_table() -> dict[int, Process]:
+    """Every process by pid, from /proc/<pid>/stat."""
+    table: dict[int, Process] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -27,19 +35,20 @@ def process_table() -> dict[int, tuple[int, str, int]]:
         except OSError:
             continue
         name = raw[raw.find("(") + 1 : raw.rfind(")")]
-        fields = raw[raw.rfind(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]))
+        fields = raw[raw.rfind(")") + 2 :].split()  # from field 3 (state) on, see proc(5)
+        ticks = int(fields[11]) + int(fields[12])
+        table[int(entry.name)] = Process(int(fields[1]), name, int(fields[19]), ticks)
     return table
 
 
-def descendants(table: dict[int, tuple[int, str, int]], root: int) -> set[int]:
+def descendants(table: dict[int, Process], root: int) -> set[int]:
     """`root` and every process below it."""
     tree = {root}
     changed = True
     while changed:
         changed = False
-        for pid, (parent, _, _) in table.items():
-            if parent in tree and pid not in tree:
+        for pid, process in table.items():
+            if process.parent in tree and pid not in tree:
                 tree.add(pid)
                 changed = True
     return tree
@@ -71,9 +80,11 @@ class CpuUse:
         own = descendants(after, os.getpid())
         server = descendants(after, self.server_pid) if self.server_pid else set()
         others = server_ticks = 0
-        for pid, (_, name, used) in after.items():
+        for pid, process in after.items():
             before = self._before.get(pid)
-            ticks = used - (before[2] if before and before[1] == name else 0)
+            same = before is not None and before.started == process.started
+            ticks = process.ticks - (before.ticks if before is not None and same else 0)
+            name = process.name
             if pid in server:
                 server_ticks += ticks
             elif pid not in own and name not in SHARED_SERVICES:
