@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck bench clean
+.PHONY: run test check lint typecheck bench bench-worker wrk clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,20 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# The activation endpoint against a bare endpoint and the design's floor, at half load and at
+# twice its capacity (bench/run.py; a few minutes). Needs wrk: `make wrk` installs it.
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: run 'make wrk' (as root)" >&2; exit 2; }
 	$(BIN)/python bench/run.py
+
+# The worker's ingest rate: stream entries into PostgreSQL per second.
+bench-worker: $(STAMP)
 	$(BIN)/python bench/worker_bench.py
+
+# The HTTP load generator of `make bench`, from the distribution's packages (Debian, Ubuntu).
+wrk:
+	apt-get update -q
+	apt-get install -y -q wrk
 
 clean:
 	rm -rf $(VENV) build .dev .pytest_cache .mypy_cache .ruff_cache

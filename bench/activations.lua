@@ -3,7 +3,7 @@
 --   wrk -t1 -c64 -d10s --latency -s bench/activations.lua \
 --       http://127.0.0.1:8080/v1/activations -- build/bench/bodies.lua
 --
--- The bodies file (written by bench/run.py) returns a table with one entry per license, each a
+-- The bodies file (written by bench/fixture.py) returns a table with one entry per license, each a
 -- table of the JSON bodies of that license's servers (one server for most licenses, two for a
 -- few, so some answers are GRACE). A request picks a random license, then one of its servers.
 -- Every request is formatted once in init(), so wrk spends no Lua time building requests and

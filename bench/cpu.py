@@ -1,10 +1,9 @@
-"""CPU accounting of a benchmark run, read from /proc: other programs' load on the machine, and
-the CPU the server under test and the shared Redis spend per request.
+"""CPU accounting of a benchmark run, read from /proc: the CPU the server under test spends per
+request, and the share of the machine other programs used meanwhile.
 
-Requests per second move ±15 % from one run to the next on a shared virtual machine (another
-tenant, a descheduled vCPU); the CPU a process spends per request moves far less, and it says
-where the time goes: a bare endpoint's ≈ 40 µs against an activation's server, nonce-helper and
-Redis shares.
+On a shared machine requests per second move from one run to the next (another tenant, a
+descheduled vCPU); the CPU a process spends per request moves much less, and the share used
+by others says how far to trust a run.
 """
 
 from __future__ import annotations
@@ -13,14 +12,21 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-SHARED_SERVICES = {"redis-server", "postgres"}
-REDIS = "redis-server"
+SHARED_SERVICES = {"redis-server", "postgres"}  # the benchmark's own dependencies
 
 
-def process_table() -> dict[int, tuple[int, str, int]]:
-    """pid -> (parent pid, command name, CPU ticks used so far)."""
-    table: dict[int, tuple[int, str, int]] = {}
+class Process(NamedTuple):
+    parent: int
+    name: str
+    started: int  # clock ticks after boot: tells a reused pid from the process it had before
+    ticks: int  # CPU used so far, user and system
+
+
+def process_table() -> dict[int, Process]:
+    """Every process by pid, from /proc/<pid>/stat."""
+    table: dict[int, Process] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -29,19 +35,20 @@ def process_table() -> dict[int, tuple[int, str, int]]:
         except OSError:
             continue
         name = raw[raw.find("(") + 1 : raw.rfind(")")]
-        fields = raw[raw.rfind(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]))
+        fields = raw[raw.rfind(")") + 2 :].split()  # from field 3 (state) on, see proc(5)
+        ticks = int(fields[11]) + int(fields[12])
+        table[int(entry.name)] = Process(int(fields[1]), name, int(fields[19]), ticks)
     return table
 
 
-def descendants(table: dict[int, tuple[int, str, int]], root: int) -> set[int]:
+def descendants(table: dict[int, Process], root: int) -> set[int]:
     """`root` and every process below it."""
     tree = {root}
     changed = True
     while changed:
         changed = False
-        for pid, (parent, _, _) in table.items():
-            if parent in tree and pid not in tree:
+        for pid, process in table.items():
+            if process.parent in tree and pid not in tree:
                 tree.add(pid)
                 changed = True
     return tree
@@ -50,14 +57,12 @@ def descendants(table: dict[int, tuple[int, str, int]], root: int) -> set[int]:
 @dataclass
 class CpuUse:
     """Over a `with` block: `others`, the share of all CPUs used by programs that are neither
-    this benchmark's processes nor the shared Redis and PostgreSQL; `server_seconds`, the CPU
-    used by the process tree of `server_pid` (API processes and their nonce helpers);
-    `redis_seconds`, the CPU used by redis-server (every client's, ours almost alone here)."""
+    this benchmark's processes (the servers it started included) nor Redis and PostgreSQL;
+    `server_seconds`, the CPU used by the process tree of `server_pid`."""
 
     server_pid: int | None = None
     others: float = float("nan")
     server_seconds: float = float("nan")
-    redis_seconds: float = float("nan")
 
     def __enter__(self) -> CpuUse:
         self._started = time.monotonic()
@@ -74,22 +79,20 @@ class CpuUse:
         tick = os.sysconf("SC_CLK_TCK")
         own = descendants(after, os.getpid())
         server = descendants(after, self.server_pid) if self.server_pid else set()
-        others = server_ticks = redis_ticks = 0
-        for pid, (_, name, used) in after.items():
+        others = server_ticks = 0
+        for pid, process in after.items():
             before = self._before.get(pid)
-            ticks = used - (before[2] if before and before[1] == name else 0)
+            same = before is not None and before.started == process.started
+            ticks = process.ticks - (before.ticks if before is not None and same else 0)
+            name = process.name
             if pid in server:
                 server_ticks += ticks
-            elif name == REDIS:
-                redis_ticks += ticks
             elif pid not in own and name not in SHARED_SERVICES:
                 others += ticks
-        elapsed = time.monotonic() - self._started
-        capacity = elapsed * tick * (os.cpu_count() or 1)
+        capacity = (time.monotonic() - self._started) * tick * (os.cpu_count() or 1)
         self.others = round(others / capacity, 3) if capacity > 0 else float("nan")
         if self.server_pid:
             self.server_seconds = server_ticks / tick
-        self.redis_seconds = redis_ticks / tick
 
 
 def per_request_us(seconds: float, requests: int) -> float | None:
