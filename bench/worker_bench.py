@@ -214,9 +214,9 @@ async def run_worker(settings: Settings, batch_size: int) -> tuple[float, list[f
         sizes: list[int] = []
         original = worker.ingest.store
 
-        async def timed(batch: Any) -> Any:
+        async def timed(batch: Any, effects: Any = None) -> Any:
             before = time.perf_counter()
-            report = await original(batch)
+            report = await original(batch, effects)
             if report.events or report.dead:
                 latencies.append(time.perf_counter() - before)
                 sizes.append(len(report.events) + report.dead)

@@ -6,6 +6,9 @@
   (a partial unique index): two workers opening the same case is a no-op for the second.
 - A key seen on more than the threshold of distinct servers within 24 h is flagged at once:
   high severity, top of the queue, a team webhook. It is not disabled (R16).
+- Both are written on the ingest's connection, in the transaction that stores the events that
+  show them (`CaseOpener.write`), before the stream entries are acknowledged: an error or a
+  crash in between rolls both back and the redelivered entries open the case again.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import asyncpg
 from redis.asyncio import Redis
 
 from activation.store.keys import KeyLayout
-from fraud.case_runner import CaseReport, timeline
+from fraud.case_runner import timeline
 from fraud.cases import is_leak
 from fraud.escalation import Ladder
-from fraud.ingest import Event
+from fraud.ingest import Event, Opened
 from fraud.notify.outbox import Channel, enqueue
 
 log = logging.getLogger(__name__)
@@ -29,17 +32,20 @@ log = logging.getLogger(__name__)
 
 class CaseOpener:
     def __init__(
-        self, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, ladder: Ladder,
-        *, leak_threshold: int,
-    ) -> None:  # fmt: skip
-        self._pool = pool
+        self, redis: Redis, layout: KeyLayout, ladder: Ladder, *, leak_threshold: int
+    ) -> None:
         self._redis = redis
         self._layout = layout
         self._ladder = ladder
         self._leak_threshold = leak_threshold
 
-    async def open_from_events(self, events: Iterable[Event], now: datetime) -> CaseReport:
-        report = CaseReport()
+    async def write(
+        self, connection: asyncpg.Connection, events: Iterable[Event], now: datetime
+    ) -> Opened:
+        """Open the cases and flag the leaks `events` show, on `connection` (inside the
+        ingest's transaction). Keys in sorted order: two workers' batches lock the same
+        case rows in one order."""
+        opened = Opened()
         over: dict[str, Event] = {}
         leaks: set[str] = set()
         for event in events:
@@ -47,78 +53,84 @@ class CaseOpener:
                 over.setdefault(event.license_key, event)
             if is_leak(event.recent_servers, self._leak_threshold):
                 leaks.add(event.license_key)
-        for key, event in over.items():
+        for key in sorted(over):
+            event = over[key]
             opened_at = await self._over_since(key) or event.at
-            if await self._open(key, opened_at, event, now):
-                report.opened += 1
-        for key in leaks:
-            if await self._flag_leak(key, now):
-                report.leaks += 1
-        return report
+            if await self._open(connection, key, opened_at, event, now):
+                opened.cases += 1
+        for key in sorted(leaks):
+            if await self._flag_leak(connection, key, now):
+                opened.leaks += 1
+        return opened
 
     async def _over_since(self, key: str) -> datetime | None:
         raw = await self._redis.hget(self._layout.for_license(key, 0).license, "over")
         return datetime.fromtimestamp(float(raw), UTC) if raw else None
 
-    async def _open(self, key: str, opened_at: datetime, event: Event, now: datetime) -> bool:
-        async with self._pool.acquire() as connection, connection.transaction():
-            case_id = await connection.fetchval(
-                """INSERT INTO fraud_cases (license_key, opened_at, servers_active,
-                       servers_allowed, next_due_at)
-                   VALUES ($1, $2, $3, $4, $5)
-                   ON CONFLICT (license_key) WHERE status = 'open' DO NOTHING
-                   RETURNING id""",
-                key,
-                opened_at,
-                event.servers_active,
-                event.servers_allowed,
-                opened_at + self._ladder.grace,
-            )
-            if case_id is None:
-                return False
-            await timeline(
-                connection,
-                case_id,
-                now,
-                "opened",
-                f"{event.servers_active} servers active, {event.servers_allowed} allowed; "
-                f"migration grace until {(opened_at + self._ladder.grace):%Y-%m-%d %H:%M} UTC",
-            )
-        log.info("opened case %s for %s", case_id, key)
+    async def _open(
+        self,
+        connection: asyncpg.Connection,
+        key: str,
+        opened_at: datetime,
+        event: Event,
+        now: datetime,
+    ) -> bool:
+        case_id = await connection.fetchval(
+            """INSERT INTO fraud_cases (license_key, opened_at, servers_active,
+                   servers_allowed, next_due_at)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (license_key) WHERE status = 'open' DO NOTHING
+               RETURNING id""",
+            key,
+            opened_at,
+            event.servers_active,
+            event.servers_allowed,
+            opened_at + self._ladder.grace,
+        )
+        if case_id is None:
+            return False
+        await timeline(
+            connection,
+            case_id,
+            now,
+            "opened",
+            f"{event.servers_active} servers active, {event.servers_allowed} allowed; "
+            f"migration grace until {(opened_at + self._ladder.grace):%Y-%m-%d %H:%M} UTC",
+        )
+        log.info("opening case %s for %s", case_id, key)
         return True
 
-    async def _flag_leak(self, key: str, now: datetime) -> bool:
-        async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                """UPDATE fraud_cases SET leak_suspected = true, severity = 'high'
-                   WHERE license_key = $1 AND status = 'open' AND NOT leak_suspected
-                   RETURNING id, servers_active""",
-                key,
-            )
-            if row is None:
-                return False
-            await timeline(
-                connection,
-                row["id"],
-                now,
-                "leak_suspected",
-                "key seen on many servers within 24 hours (R16)",
-            )
-            await enqueue(
-                connection,
-                dedupe_key=f"case:{row['id']}:leak:webhook",
-                channel=Channel.WEBHOOK,
-                template="leak_suspected",
-                recipient="fraud-team",
-                payload={
-                    "event": "leak_suspected",
-                    "case_id": row["id"],
-                    "license_key": key,
-                    "severity": "high",
-                    "at": now.isoformat(),
-                },
-                now=now,
-                case_id=row["id"],
-                license_key=key,
-            )
+    async def _flag_leak(self, connection: asyncpg.Connection, key: str, now: datetime) -> bool:
+        row = await connection.fetchrow(
+            """UPDATE fraud_cases SET leak_suspected = true, severity = 'high'
+               WHERE license_key = $1 AND status = 'open' AND NOT leak_suspected
+               RETURNING id, servers_active""",
+            key,
+        )
+        if row is None:
+            return False
+        await timeline(
+            connection,
+            row["id"],
+            now,
+            "leak_suspected",
+            "key seen on many servers within 24 hours (R16)",
+        )
+        await enqueue(
+            connection,
+            dedupe_key=f"case:{row['id']}:leak:webhook",
+            channel=Channel.WEBHOOK,
+            template="leak_suspected",
+            recipient="fraud-team",
+            payload={
+                "event": "leak_suspected",
+                "case_id": row["id"],
+                "license_key": key,
+                "severity": "high",
+                "at": now.isoformat(),
+            },
+            now=now,
+            case_id=row["id"],
+            license_key=key,
+        )
         return True

@@ -2,6 +2,9 @@
 
     fraud-worker            loop until SIGTERM/SIGINT (finishing the pass in hand)
     fraud-worker --once     one pass of every duty, then exit (tests, cron)
+    fraud-worker replay-dead-letters
+                            ingest the dead letters that can be stored now (after a fix),
+                            remove them, print the counts (fraud/dead_letters.py)
 
 Serves `/healthz` (503 when no pass finished for a minute) and `/metrics` on
 `--port` (default WORKER_PORT or 8082). Channels are configured by SMTP_URL / MAIL_FROM and
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -33,6 +37,8 @@ from activation.api.wire import ProblemAppRunner
 from activation.config import Settings, SettingsError, warn_unsafe_modes
 from activation.logs import configure_logging
 from activation.runtime import open_resources
+from fraud.case_opening import CaseOpener
+from fraud.dead_letters import replay_dead_letters
 from fraud.escalation import ladder_from_settings
 from fraud.notify.email import SmtpSender
 from fraud.notify.outbox import Channel, Sender
@@ -48,6 +54,7 @@ HEALTHY_WITHIN_SECONDS = 60.0
 def main(argv: Sequence[str] | None = None) -> None:
     configure_logging()
     parser = argparse.ArgumentParser(prog="fraud-worker", description=__doc__)
+    parser.add_argument("command", nargs="?", choices=("run", "replay-dead-letters"), default="run")
     parser.add_argument("--once", action="store_true", help="run one pass and exit")
     parser.add_argument("--port", type=int, default=None, help="health/metrics port")
     args = parser.parse_args(argv)
@@ -63,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run(settings, once=args.once, port=port))
+        if args.command == "replay-dead-letters":
+            runner.run(replay(settings))
+        else:
+            runner.run(run(settings, once=args.once, port=port))
 
 
 @contextlib.asynccontextmanager
@@ -97,6 +107,23 @@ def ingest_options(environ: Mapping[str, str]) -> tuple[int, int]:
             raise SettingsError(f"{name} must be at least 1, got {value}")
         values.append(value)
     return values[0], values[1]
+
+
+async def replay(settings: Settings) -> None:
+    """Replay the dead letters, opening what they show as the worker would (cases, leaks)."""
+    ladder = ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    async with open_resources(settings, signing=False) as resources:
+        opener = CaseOpener(
+            resources.redis, resources.layout, ladder, leak_threshold=settings.leak_threshold
+        )
+        now = await resources.clock.now()
+        report = await replay_dead_letters(resources.pool, functools.partial(opener.write, now=now))
+    print(
+        f"replayed {report.replayed} dead letters ({report.inserted} new events, "
+        f"{report.replayed - report.inserted} stored already), {report.still_failing} still "
+        f"refused, {report.cases_opened} cases opened",
+        flush=True,
+    )
 
 
 def build_senders(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Sender]:

@@ -5,18 +5,27 @@
   installations upserted) and acknowledged only after the commit: a crash before the ack means
   redelivery, and the unique event id makes the replay a no-op (at-least-once delivery,
   idempotent writes → exactly one row per acknowledged activation).
-- Entries pending on a consumer that died are reclaimed after `min_idle_ms` (longer than the
-  slowest normal batch) with XAUTOCLAIM.
-- An entry that cannot be written (malformed, rejected by PostgreSQL on its own, or delivered
-  more than `max_deliveries` times without being stored, whatever the reason) goes to the
-  `dead_letters` table and is acknowledged, so it never blocks the rest.
+- Cases and leak flags a batch opens (`effects`, fraud/case_opening.py) are written in the
+  batch's own transaction, so they are never lost between the commit and the acknowledgement.
+- Each pass first takes back what this consumer read and did not acknowledge (a pass that failed),
+  then entries pending on a consumer that died, after `min_idle_ms` (longer than the slowest
+  normal batch) with XAUTOCLAIM, then new entries.
+- Only an entry the decoder or PostgreSQL rejects on its own goes to the `dead_letters` table
+  (and is acknowledged, so it never blocks the rest): malformed, or refused with a data or
+  constraint error when written alone. Anything else (connection lost, timeouts, SQLSTATE classes
+  08/53/57, serialization failures, deadlocks, an error that is not the row's) fails the pass
+  and nothing is acknowledged: the worker retries with backoff, however long it lasts. How often
+  Redis delivered an entry decides nothing: during an outage every retry raises that count.
+- A consumer group that vanished (Redis restarted without its data, or the stream was deleted)
+  is created again and ingestion goes on; the reset is counted and logged with what can be known
+  (the last entry this worker ingested, the new stream's first entry).
 - Streams are trimmed only below the oldest entry some group has not acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +65,19 @@ class Event:
 
 
 DeadEntry = tuple[str, bytes, dict[bytes, bytes], str]
+Entry = tuple[str, bytes, dict[bytes, bytes]]
+
+
+@dataclass
+class Opened:
+    """What a batch of events opened in its own transaction: cases (R13), leak flags (R16)."""
+
+    cases: int = 0
+    leaks: int = 0
+
+
+# Writes what a batch of events opens, on the batch's connection inside its transaction.
+BatchEffects = Callable[[asyncpg.Connection, list[Event]], Awaitable[Opened]]
 
 
 @dataclass
@@ -64,6 +86,7 @@ class Batch:
     dead: list[DeadEntry] = field(default_factory=list)
     raw: dict[tuple[str, bytes], dict[bytes, bytes]] = field(default_factory=dict)
     reclaimed: int = 0
+    resets: int = 0
 
     @property
     def empty(self) -> bool:
@@ -76,6 +99,31 @@ class IngestReport:
     inserted: int = 0
     dead: int = 0
     reclaimed: int = 0
+    resets: int = 0
+    opened: Opened = field(default_factory=Opened)
+
+
+# Errors by which PostgreSQL refuses a row for what it holds (SQLSTATE class 22, data exception;
+# class 23, integrity constraint violation): written alone and refused again, the entry is a
+# dead letter. Every other error is not the row's: the batch is retried, never dead-lettered.
+ROW_REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` says PostgreSQL is unreachable or busy for now, not that a row is wrong:
+    connection loss and timeouts, SQLSTATE classes 08 (connection), 53 (insufficient
+    resources), 57 (operator intervention: shutdown, cancel), 40001 (serialization failure),
+    40P01 (deadlock); Redis unreachable. Tells an outage from a bug in the logs; neither is
+    dead-lettered."""
+    if isinstance(
+        error,
+        OSError | asyncpg.InterfaceError | redis_errors.ConnectionError | redis_errors.TimeoutError,
+    ):
+        return True  # TimeoutError, refused connections; ConnectionDoesNotExist is class 08
+    if isinstance(error, asyncpg.PostgresError):
+        state = str(getattr(error, "sqlstate", "") or "")
+        return state[:2] in ("08", "53", "57") or state in ("40001", "40P01")
+    return False
 
 
 def parse_entry(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
@@ -107,7 +155,6 @@ class StreamIngest:
         *,
         batch_size: int = 1000,
         min_idle_ms: int = 30_000,
-        max_deliveries: int = 5,
         cluster: bool = False,
     ) -> None:
         self._redis = redis
@@ -116,9 +163,10 @@ class StreamIngest:
         self._consumer = consumer
         self._batch_size = batch_size
         self._min_idle_ms = min_idle_ms
-        self._max_deliveries = max_deliveries
         self._cluster = cluster
         self._groups_ready = False
+        # The newest entry this worker acknowledged, per stream: what a reset's log can name.
+        self._last_acked: dict[str, bytes] = {}
 
     async def ensure_groups(self) -> None:
         if self._groups_ready:
@@ -136,14 +184,24 @@ class StreamIngest:
         return await self.store(await self.fetch(reclaim=True))
 
     async def fetch(self, *, reclaim: bool) -> Batch:
-        """Read (and parse) the next batch. `reclaim` also takes over entries other consumers
-        left idle; a caller that stores one batch while fetching the next must not reclaim
-        then, or it would take back its own batch in flight."""
+        """Read (and parse) the next batch. `reclaim` also takes back this consumer's own
+        unacknowledged entries and those other consumers left idle; a caller that stores one
+        batch while fetching the next must not reclaim then, or it would take back its own
+        batch in flight. A vanished consumer group is recreated (and counted) on the way."""
+        try:
+            return await self._fetch(reclaim=reclaim)
+        except redis_errors.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+        resets = await self.recreate_lost_groups()
+        batch = await self._fetch(reclaim=reclaim)
+        batch.resets += resets
+        return batch
+
+    async def _fetch(self, *, reclaim: bool) -> Batch:
         await self.ensure_groups()
-        entries = await self._reclaim() if reclaim else []
+        entries = (await self._own_pending() + await self._reclaim()) if reclaim else []
         batch = Batch(reclaimed=len(entries))
-        if entries:
-            entries = await self._set_aside_poison(entries, batch)
         entries += await self._read_new()
         for stream, entry_id, fields in entries:
             try:
@@ -154,50 +212,86 @@ class StreamIngest:
                 batch.dead.append((stream, entry_id, fields, f"malformed entry: {error!r}"))
         return batch
 
-    async def _read_new(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
-        found: list[tuple[str, bytes, dict[bytes, bytes]]] = []
+    async def recreate_lost_groups(self) -> int:
+        """Create the consumer group again on every stream that lost it (Redis restarted
+        without its data, or the stream was deleted), from the stream's first entry. Returns
+        how many streams were reset, and logs what can be known of the gap: entries after
+        the last one this worker ingested and before the new stream's first were in Redis and
+        no worker stored them."""
+        resets = 0
+        for stream in self._streams:
+            if await self._has_group(stream):
+                continue
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except redis_errors.ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+                continue  # another worker recreated it first, and reported it
+            first: Any = await self._redis.xrange(stream, count=1)
+            last = self._last_acked.get(stream)
+            log.error(
+                "stream_reset stream=%s: the consumer group %r was gone (Redis restarted "
+                "without its data?) and was created again; last entry ingested by this worker: "
+                "%s; first entry of the stream now: %s; activations written between them and "
+                "not ingested are lost from the activation history",
+                stream,
+                GROUP,
+                last.decode() if last else "none since this worker started",
+                _text(first[0][0]) if first else "none yet (empty stream)",
+            )
+            resets += 1
+        self._groups_ready = True
+        return resets
+
+    async def _has_group(self, stream: str) -> bool:
+        groups = await self._groups_of(stream)
+        return any(group["name"] in (GROUP, GROUP.encode()) for group in groups)
+
+    async def _groups_of(self, stream: str) -> list[dict[str, Any]]:
+        """XINFO GROUPS, empty for a stream that does not exist (yet, or any more)."""
+        try:
+            groups: list[dict[str, Any]] = await self._redis.xinfo_groups(stream)
+        except redis_errors.ResponseError as error:
+            if "no such key" in str(error).lower():
+                return []
+            raise
+        return groups
+
+    async def _read_new(self) -> list[Entry]:
+        return await self._read_group(">")
+
+    async def _own_pending(self) -> list[Entry]:
+        """What this consumer read before and did not acknowledge (its pass failed): taken back
+        at once, not after `min_idle_ms`, so ingestion resumes as soon as PostgreSQL answers."""
+        entries = await self._read_group("0")
+        deleted = [(stream, entry_id) for stream, entry_id, fields in entries if not fields]
+        if deleted:  # no longer in the stream: nothing left to store
+            await self._ack(deleted)
+        return [entry for entry in entries if entry[2]]
+
+    async def _read_group(self, start: str) -> list[Entry]:
+        found: list[Entry] = []
         replies: Any
         if self._cluster:
             replies = []
             for stream in self._streams:
                 replies += await self._redis.xreadgroup(
-                    GROUP, self._consumer, {stream: ">"}, count=self._batch_size
+                    GROUP, self._consumer, {stream: start}, count=self._batch_size
                 )
         else:
             replies = await self._redis.xreadgroup(
-                GROUP, self._consumer, dict.fromkeys(self._streams, ">"), count=self._batch_size
+                GROUP, self._consumer, dict.fromkeys(self._streams, start), count=self._batch_size
             )
         for stream, items in replies or []:
             name = stream.decode() if isinstance(stream, bytes) else stream
-            found += [(name, entry_id, fields) for entry_id, fields in items if fields]
+            found += [(name, entry_id, fields or {}) for entry_id, fields in items]
+        if start == ">":
+            found = [entry for entry in found if entry[2]]
         return found
 
-    async def _set_aside_poison(
-        self, entries: list[tuple[str, bytes, dict[bytes, bytes]]], batch: Batch
-    ) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
-        """Reclaimed entries delivered `max_deliveries` times already failed every worker that
-        took them (whatever the reason): they go to the dead letters instead of failing the
-        next worker too."""
-        counts: dict[tuple[str, bytes], int] = {}
-        for stream in {stream for stream, _, _ in entries}:
-            for pending in await self._redis.xpending_range(
-                stream, GROUP, min="-", max="+", count=10_000, consumername=self._consumer
-            ):
-                entry = pending["message_id"]
-                entry_id = entry if isinstance(entry, bytes) else str(entry).encode()
-                counts[(stream, entry_id)] = int(pending["times_delivered"])
-        keep = []
-        for stream, entry_id, fields in entries:
-            delivered = counts.get((stream, entry_id), 0)
-            if delivered > self._max_deliveries:
-                reason = f"delivered {delivered} times without being stored"
-                batch.dead.append((stream, entry_id, fields, reason))
-            else:
-                keep.append((stream, entry_id, fields))
-        return keep
-
-    async def _reclaim(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
-        found: list[tuple[str, bytes, dict[bytes, bytes]]] = []
+    async def _reclaim(self) -> list[Entry]:
+        found: list[Entry] = []
         replies: list[Any]
         if self._cluster:
             replies = [
@@ -225,22 +319,24 @@ class StreamIngest:
                 await self._redis.xack(stream, GROUP, deleted)
         return found
 
-    async def store(self, batch: Batch) -> IngestReport:
-        """Write one batch in one transaction, then acknowledge it (never before the commit)."""
-        report = IngestReport(reclaimed=batch.reclaimed)
+    async def store(self, batch: Batch, effects: BatchEffects | None = None) -> IngestReport:
+        """Write one batch and what it opens (`effects`) in one transaction, then acknowledge
+        it (never before the commit). A batch PostgreSQL refuses for a row's content is written
+        one event at a time, and only the events refused alone become dead letters; any other
+        error propagates with nothing acknowledged (the caller retries)."""
+        report = IngestReport(reclaimed=batch.reclaimed, resets=batch.resets)
         events, dead = batch.events, list(batch.dead)
         if not events and not dead:
             return report
         try:
-            report.inserted += await self._write(events)
-            report.events += events
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
-            # One bad event must not block the batch: write them one by one to find it.
+            await self._write(events, effects, report)
+        except ROW_REFUSALS as refusal:
+            log.warning("a batch of %d events was refused (%r): writing them one by one",
+                        len(events), refusal)  # fmt: skip
             for event in events:
                 try:
-                    report.inserted += await self._write([event])
-                    report.events.append(event)
-                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+                    await self._write([event], effects, report)
+                except ROW_REFUSALS as error:
                     fields = batch.raw.get((event.stream, event.entry_id), {})
                     dead.append((event.stream, event.entry_id, fields, repr(error)))
         if dead:
@@ -249,14 +345,21 @@ class StreamIngest:
         await self._ack([(e.stream, e.entry_id) for e in events] + [(d[0], d[1]) for d in dead])
         return report
 
-    async def _write(self, events: list[Event]) -> int:
+    async def _write(
+        self, events: list[Event], effects: BatchEffects | None, report: IngestReport
+    ) -> None:
+        """One transaction; `report` counts it only once it committed."""
         if not events:
-            return 0
+            return
         async with self._pool.acquire() as connection, connection.transaction():
             # The command tag ("INSERT 0 <rows>") counts the new rows; no RETURNING needed.
             status = await connection.execute(INSERT_EVENTS, *event_columns(events))
             await connection.execute(UPSERT_INSTALLATIONS, *installation_columns(events))
-            return int(status.rsplit(" ", 1)[-1])
+            opened = await effects(connection, events) if effects else Opened()
+        report.inserted += int(status.rsplit(" ", 1)[-1])
+        report.events += events
+        report.opened.cases += opened.cases
+        report.opened.leaks += opened.leaks
 
     async def _dead_letter(self, dead: list[tuple[str, bytes, dict[bytes, bytes], str]]) -> None:
         async with self._pool.acquire() as connection:
@@ -284,6 +387,11 @@ class StreamIngest:
         by_stream: dict[str, list[bytes]] = {}
         for stream, entry_id in acked:
             by_stream.setdefault(stream, []).append(entry_id)
+        for stream, ids in by_stream.items():
+            newest = max(ids, key=_id_tuple)
+            known = self._last_acked.get(stream)
+            if known is None or _id_tuple(newest) > _id_tuple(known):
+                self._last_acked[stream] = newest
         if self._cluster:
             for stream, ids in by_stream.items():
                 await self._redis.xack(stream, GROUP, *ids)
@@ -309,7 +417,13 @@ class StreamIngest:
         reclaimed."""
         removed = 0
         for stream in self._streams:
-            for consumer in await self._redis.xinfo_consumers(stream, GROUP):
+            try:
+                consumers = await self._redis.xinfo_consumers(stream, GROUP)
+            except redis_errors.ResponseError as error:
+                if "NOGROUP" in str(error) or "no such key" in str(error).lower():
+                    continue  # the next fetch recreates the group
+                raise
+            for consumer in consumers:
                 name = consumer["name"]
                 name = name.decode() if isinstance(name, bytes) else str(name)
                 idle = int(consumer["idle"])
@@ -320,7 +434,7 @@ class StreamIngest:
 
     async def _safe_floor(self, stream: str) -> str | None:
         floors: list[tuple[int, int]] = []
-        for group in await self._redis.xinfo_groups(stream):
+        for group in await self._groups_of(stream):
             name = group["name"]
             pending = await self._redis.xpending(stream, name)
             if pending["pending"]:
@@ -337,14 +451,18 @@ class StreamIngest:
         """(entries not yet delivered to the group, entries delivered but not acknowledged)."""
         waiting = pending = 0
         for stream in self._streams:
-            for group in await self._redis.xinfo_groups(stream):
+            for group in await self._groups_of(stream):
                 if group["name"] in (GROUP, GROUP.encode()):
                     waiting += int(group.get("lag") or 0)
                     pending += int(group["pending"])
         return waiting, pending
 
 
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def _id_tuple(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
+    text = _text(raw)
     millis, _, seq = text.partition("-")
     return int(millis), int(seq or 0)

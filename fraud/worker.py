@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -27,7 +28,7 @@ from fraud.cache_sync import CacheSync
 from fraud.case_opening import CaseOpener
 from fraud.case_runner import CaseReport, CaseRunner
 from fraud.escalation import Ladder
-from fraud.ingest import IngestReport, StreamIngest
+from fraud.ingest import IngestReport, StreamIngest, is_transient
 from fraud.ms_duties import DutyReport, MsDuties
 from fraud.notify.outbox import Channel, Sender, SendReport, send_due
 from metrics import WorkerMetrics
@@ -44,6 +45,16 @@ PASS_FAILURES = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
 )
+
+
+# Failed passes are retried after 0.5, 1, 2, 4, then every 5 s: an outage costs little CPU and
+# ingestion resumes within 5 s of the dependency's return.
+MAX_RETRY_PAUSE_S = 5.0
+
+
+def retry_pause(failures: int, first: float) -> float:
+    """Seconds to wait after the `failures`-th failed pass in a row (≥ 1)."""
+    return float(min(first * 2 ** (failures - 1), MAX_RETRY_PAUSE_S))
 
 
 @dataclass
@@ -89,7 +100,6 @@ class Worker:
             active_window=settings.active_window,
         )
         self.opener = CaseOpener(
-            resources.pool,
             resources.redis,
             resources.layout,
             ladder,
@@ -105,25 +115,31 @@ class Worker:
         """Store batches until the streams are empty, reading and parsing the next batch while
         PostgreSQL commits the current one (acknowledged only after its commit)."""
         now = await self.resources.clock.now()
+        # Cases and leak flags are written in each batch's own transaction (R13, R16).
+        opens = functools.partial(self.opener.write, now=now)
         upcoming = asyncio.create_task(self.ingest.fetch(reclaim=True))
         try:
             while True:
                 current = await upcoming
+                self._count_resets(current.resets)
                 if current.empty:
                     return
-                storing = asyncio.create_task(self.ingest.store(current))
+                storing = asyncio.create_task(self.ingest.store(current, opens))
                 upcoming = asyncio.create_task(self.ingest.fetch(reclaim=False))
                 batch: IngestReport = await storing
                 self._record(batch, report)
-                opened = await self.opener.open_from_events(batch.events, now)
-                report.cases.opened += opened.opened
-                report.cases.leaks += opened.leaks
-                self.metrics.cases_opened.inc(opened.opened)
+                report.cases.opened += batch.opened.cases
+                report.cases.leaks += batch.opened.leaks
+                self.metrics.cases_opened.inc(batch.opened.cases)
         finally:
             if not upcoming.done():
                 upcoming.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await upcoming
+
+    def _count_resets(self, resets: int) -> None:
+        """Streams whose consumer group had vanished (Redis came back without its data)."""
+        self.metrics.stream_resets.inc(resets)
 
     def _record(self, batch: IngestReport, report: PassReport) -> None:
         report.ingested += batch.inserted
@@ -190,7 +206,9 @@ class Worker:
         self, idle_sleep: float = 0.5, trim_every: float = 10.0, periodic_every: float = 5.0
     ) -> None:
         last_trim = last_periodic = 0.0
+        failures = 0
         while not self.stopping.is_set():
+            pause = idle_sleep
             try:
                 periodic = time.monotonic() - last_periodic >= periodic_every
                 report = await self.run_once(periodic=periodic)
@@ -200,9 +218,18 @@ class Worker:
                     await self.ingest.trim()
                     await self.ingest.forget_idle_consumers()
                     last_trim = time.monotonic()
+                failures = 0
             except PASS_FAILURES as error:
-                # Fail-closed per pass: nothing was acknowledged that was not committed.
-                log.warning("worker pass failed, retrying: %r", error)
+                # Fail-closed per pass: nothing was acknowledged that was not committed. An
+                # outage of any length only delays the events (fraud/ingest.py).
+                failures += 1
+                pause = retry_pause(failures, idle_sleep)
+                log.warning(
+                    "worker pass failed (%s), retrying in %.1f s: %r",
+                    "outage" if is_transient(error) else "error",
+                    pause,
+                    error,
+                )
                 report = PassReport()
             if report.ingested or report.reclaimed or report.dead:
                 log.info(
@@ -213,5 +240,5 @@ class Worker:
                 )
             if report.ingested == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), idle_sleep)
+                    await asyncio.wait_for(self.stopping.wait(), pause)
         log.info("worker stopped after finishing its pass")

@@ -193,6 +193,12 @@ class WorkerMetrics:
             "Stream entries that could not be stored and went to dead_letters.",
             registry=self.registry,
         )
+        self.stream_resets = Counter(
+            "stream_resets_total",
+            "Activation streams whose ingest consumer group had vanished (Redis restarted "
+            "without its data) and was created again: entries not yet ingested were lost.",
+            registry=self.registry,
+        )
         self.stream_length = Gauge(
             "stream_length_entries",
             "Entries held in the activation streams (XLEN summed over the stream shards).",

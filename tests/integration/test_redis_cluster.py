@@ -1,10 +1,11 @@
 """`REDIS_URL=redis+cluster://…` end to end (issue 5, SPEC §9 "Scale").
 
-A real three-master Redis Cluster (no replicas) is started from the `redis-server` binary on
-free loopback ports and created with `redis-cli --cluster create`. The public and admin apps and
-the fraud worker run against it: licenses written through the admin API, activations of many
-keys spread over every shard and node, deactivations, the test clock, a per-key rate limit, the
-worker draining all shard streams, and one shard's slot resharded to another master midway.
+A real three-master Redis Cluster (no replicas) is started from Debian's `redis-server` binary
+(installed with apt-get when the machine has none: tests/debian.py) on free loopback ports and
+created with `redis-cli --cluster create`. The public and admin apps and the fraud worker run
+against it: licenses written through the admin API, activations of many keys spread over every
+shard and node, deactivations, the test clock, a per-key rate limit, the worker draining all
+shard streams, and one shard's slot resharded to another master midway.
 Every acknowledged activation must reach PostgreSQL (none lost), no request may fail with
 CROSSSLOT/MOVED, cases open for the keys over their limit and their servers are answered GRACE.
 A second test (its own cluster) stops a master: 503 with Retry-After, `/readyz` 503, recovery.
@@ -36,20 +37,24 @@ from activation.runtime import Resources, open_resources
 from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics
+from tests import debian
 from tests.conftest import _clean
 from tests.integration.helpers import activation_body, create_customer, create_license, set_clock
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 MASTERS = 3
 KEYS = 300
 KEY_LIMIT_PER_MINUTE = 3
 UNKNOWN_KEY = "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ"
 
-pytestmark = pytest.mark.skipif(
-    not (Path(REDIS_SERVER).exists() and Path(REDIS_CLI).exists()),
-    reason="redis-server/redis-cli are not installed",
-)
+
+def redis_server() -> str:
+    """Debian's redis-server (with redis-cli), installed when the machine has none."""
+    return debian.redis_server()
+
+
+def redis_cli() -> str:
+    redis_server()
+    return shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
 def _free_port() -> int:
@@ -71,7 +76,7 @@ def _free_port() -> int:
 
 def _cli(port: int, *args: str) -> str:
     return subprocess.run(
-        [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
+        [redis_cli(), "-h", "127.0.0.1", "-p", str(port), *args],
         capture_output=True,
         text=True,
         timeout=10,
@@ -105,7 +110,7 @@ class LocalCluster:
         workdir.mkdir(exist_ok=True)
         self.servers[port] = subprocess.Popen(
             [
-                REDIS_SERVER,
+                redis_server(),
                 *("--cluster-enabled", "yes"),
                 *("--cluster-config-file", str(self.root / f"nodes-{port}.conf")),
                 *("--cluster-node-timeout", str(self.node_timeout_ms)),
@@ -145,7 +150,7 @@ class LocalCluster:
                 self.start_node(port)
             created = subprocess.run(
                 [
-                    REDIS_CLI,
+                    redis_cli(),
                     *("--cluster", "create"),
                     *(f"127.0.0.1:{port}" for port in self.ports),
                     *("--cluster-replicas", "0", "--cluster-yes"),
