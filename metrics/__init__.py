@@ -147,8 +147,8 @@ class ApiMetrics:
         )
         # Children bound once: the hot path increments without a labels() lookup.
         self.activations_by_code = {code: Tally(self.activations.labels(code)) for code in CODES}
-        self.activation_latency = LatencyTally(activation_latency, LATENCY_BUCKETS)
-        self.script_latency = LatencyTally(script_latency, SCRIPT_BUCKETS)
+        self.activation_latency = LatencyTally(activation_latency)
+        self.script_latency = LatencyTally(script_latency)
         self.cache_hits = Tally(cache_hits)
         self.cache_misses = Tally(cache_misses)
         self.registry.fold_on_collect(

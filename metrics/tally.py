@@ -1,12 +1,10 @@
 """Hot-path metrics as plain per-process tallies, folded into prometheus-client's metrics.
 
-Every prometheus-client update takes a lock, a histogram's `observe()` walks its buckets in a
-Python loop, and with `--processes N` every update also writes a memory-mapped file. The
-activation path makes five such updates per request; with them stubbed out the server's CPU per
-activation fell from ≈ 100 to ≈ 84 µs (2026-12-01, one process pinned to its own core, medians
-of three interleaved runs; README, Benchmark). A tally is an int, or a list of bucket counts,
-that the event-loop thread bumps; `fold()` adds what accumulated to the real metric and zeroes
-the tally, so names, labels, buckets and the multiprocess sum stay prometheus-client's.
+Every prometheus-client update takes a lock, and with `--processes N` also writes a
+memory-mapped file; the activation path makes several per request. A tally is an int, or a list
+of pending observations, that the event-loop thread appends to; `fold()` hands what accumulated
+to the real metric through its public calls (`Counter.inc(n)`, `Histogram.observe`), so names,
+labels, buckets and the multiprocess sum stay prometheus-client's.
 
 When the numbers reach prometheus-client:
 
@@ -15,7 +13,9 @@ When the numbers reach prometheus-client:
 - in multiprocess mode (`--processes N`), the process that answers a scrape folds its own
   tallies first, and every process folds once a second (`fold_periodically`) and when it stops:
   the other processes' updates reach a scrape at most about a second late, which Prometheus's
-  scrape interval (15 s and up) does not notice.
+  scrape interval (15 s and up) does not notice;
+- a histogram's tally also folds by itself once `FOLD_AT` observations are pending, so memory
+  stays bounded between scrapes.
 
 Tallies are touched only by their process's event-loop thread, which also folds them: no lock.
 """
@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from bisect import bisect_left
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
@@ -53,38 +52,29 @@ class Tally:
 
 
 class LatencyTally:
-    """Observations for one histogram: a count per bucket (the same `le` bounds, the value
-    counted in the first bucket whose bound is ≥ it, as `Histogram.observe` does) and the sum."""
+    """Observations for one histogram, pending until the next fold."""
 
-    __slots__ = ("_bounds", "_counts", "_histogram", "_sum")
+    __slots__ = ("_histogram", "_pending")
 
-    def __init__(self, histogram: Histogram, bounds: Sequence[float]) -> None:
+    FOLD_AT = 4096
+
+    def __init__(self, histogram: Histogram) -> None:
         self._histogram = histogram
-        self._bounds = tuple(float(bound) for bound in bounds)
-        self._counts = [0] * (len(self._bounds) + 1)  # the last one is +Inf
-        self._sum = 0.0
+        self._pending: list[float] = []
 
     def observe(self, seconds: float) -> None:
-        self._counts[bisect_left(self._bounds, seconds)] += 1
-        self._sum += seconds
+        pending = self._pending
+        pending.append(seconds)
+        if len(pending) >= self.FOLD_AT:
+            self.fold()
 
     def fold(self) -> None:
-        counts = self._counts
-        if not any(counts):
-            return
-        total = self._sum
-        self._counts, self._sum = [0] * len(counts), 0.0
-        # prometheus-client has no public call that adds n observations to a bucket; its
-        # per-bucket values are `_buckets` (non-cumulative, one per bound and +Inf) and `_sum`.
-        # tests/unit/test_metrics_tally.py compares a fold with the same observe() calls, so a
-        # release that changes these fails the tests, not the numbers.
-        buckets = self._histogram._buckets
-        if len(buckets) != len(counts):
-            raise RuntimeError("histogram buckets differ from the tally's")
-        for bucket, count in zip(buckets, counts, strict=True):
-            if count:
-                bucket.inc(count)
-        self._histogram._sum.inc(total)
+        pending = self._pending
+        if pending:
+            self._pending = []
+            observe = self._histogram.observe
+            for seconds in pending:
+                observe(seconds)
 
 
 class FoldingRegistry(CollectorRegistry):

@@ -29,7 +29,7 @@ def test_folded_histogram_equals_observed_histogram(folds: int) -> None:
     direct_registry, tallied_registry = CollectorRegistry(), FoldingRegistry()
     direct = Histogram("latency_seconds", "x", buckets=LATENCY_BUCKETS, registry=direct_registry)
     tallied = Histogram("latency_seconds", "x", buckets=LATENCY_BUCKETS, registry=tallied_registry)
-    tally = LatencyTally(tallied, LATENCY_BUCKETS)
+    tally = LatencyTally(tallied)
     tallied_registry.fold_on_collect([tally])
     for round_ in range(folds):  # folding in between must not count anything twice
         for seconds in OBSERVED:
@@ -87,3 +87,14 @@ async def test_fold_periodically_folds_without_a_collection() -> None:
         assert plain.get_sample_value("answers_total") == 1
         tally.inc()
     assert plain.get_sample_value("answers_total") == 2  # folded once more at the end
+
+
+def test_a_histogram_tally_folds_itself_when_many_are_pending() -> None:
+    """Between scrapes of a busy single process, pending observations stay bounded."""
+    registry = CollectorRegistry()  # read without folding: only what folded by itself shows
+    tally = LatencyTally(Histogram("latency_seconds", "x", registry=registry))
+    for _ in range(LatencyTally.FOLD_AT - 1):
+        tally.observe(0.001)
+    assert registry.get_sample_value("latency_seconds_count") == 0
+    tally.observe(0.001)
+    assert registry.get_sample_value("latency_seconds_count") == LatencyTally.FOLD_AT
