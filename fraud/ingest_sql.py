@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fraud.ingest import Event
 
+# A redelivered entry conflicts with its first copy on the table's one unique key: event_id,
+# or (event_id, occurred_at) once the table is partitioned by month (both from the entry).
 INSERT_EVENTS = """
 INSERT INTO activation_events
     (event_id, license_key, kind, fingerprint, hostname, ip, version, occurred_at)
 SELECT e, k, kind, f, h, ip, v, to_timestamp(t)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
             $6::text[], $7::text[], $8::float8[]) AS u (e, k, kind, f, h, ip, v, t)
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT DO NOTHING
 """
 
 UPSERT_INSTALLATIONS = """
