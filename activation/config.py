@@ -52,6 +52,7 @@ class Settings:
     hot_redis_client: str = "lean"
     signing_nonce_helper: bool = True
     database_timeout_seconds: int = 15
+    activation_events_retention_days: int = 400
 
     @property
     def grace(self) -> timedelta:
@@ -101,6 +102,9 @@ class Settings:
             hot_redis_client=reader.choice("REDIS_HOT_CLIENT", ("lean", "redis-py"), "lean"),
             signing_nonce_helper=reader.flag("SIGNING_NONCE_HELPER", default=True),
             database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
+            activation_events_retention_days=reader.integer(
+                "ACTIVATION_EVENTS_RETENTION_DAYS", 400, minimum=31
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
