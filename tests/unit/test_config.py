@@ -19,6 +19,7 @@ def test_defaults_follow_spec_section_10(tmp_path: Path) -> None:
     assert settings.test_clock is False
     assert (settings.public_port, settings.admin_port) == (8080, 8081)
     assert settings.database_timeout_seconds == 15
+    assert settings.activation_events_retention_days == 400
     assert (
         Settings.from_env(
             {"DATABASE_TIMEOUT_SECONDS": "3"}, env_file=tmp_path / "absent.env"
@@ -45,6 +46,11 @@ def test_environment_overrides_env_file(tmp_path: Path) -> None:
         ("TEST_CLOCK", "maybe", "TEST_CLOCK must be 1 or 0"),
         ("REDIS_HOT_CLIENT", "fast", "REDIS_HOT_CLIENT must be one of"),
         ("DATABASE_TIMEOUT_SECONDS", "0", "DATABASE_TIMEOUT_SECONDS must be at least 1"),
+        (
+            "ACTIVATION_EVENTS_RETENTION_DAYS",
+            "7",
+            "ACTIVATION_EVENTS_RETENTION_DAYS must be at least 31",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str, message: str) -> None:
