@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck bench clean
+.PHONY: run test check lint typecheck bench scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/worker_bench.py
+
+# The fraud side end to end at scale; options as SCALE_ARGS, e.g.
+# make scale SCALE_ARGS="--keys 20000 --days 45"
+scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) build .dev .pytest_cache .mypy_cache .ruff_cache
