@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", default="cron,loop")
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
     if args.days < 8 or args.keys < 200:
         parser.error("--days must be at least 8 and --keys at least 200")
     plan = Plan(args.keys, args.days)
