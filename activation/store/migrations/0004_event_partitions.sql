@@ -79,6 +79,9 @@ BEGIN
     IF to_regclass(name) IS NOT NULL THEN
         RETURN false;
     END IF;
+    -- Rows routed to the default partition wait until the month is attached (moments): one
+    -- arriving between the move and the attach would fail the attach.
+    LOCK TABLE activation_events_default IN EXCLUSIVE MODE;
     EXECUTE format('CREATE TABLE %I (LIKE activation_events INCLUDING DEFAULTS '
                    'INCLUDING CONSTRAINTS)', name);
     EXECUTE format('WITH moved AS (DELETE FROM activation_events_default WHERE occurred_at >= $1 '
