@@ -47,10 +47,14 @@ async def test_a_1000_row_page_beside_2000_activations_disturbs_none(
     ]
     await open_cases(resources, customer_id, CASES)
 
+    refusals: list[str] = []
+
     async def activation(n: int) -> int:
         body = activation_body(keys[n % len(keys)], f"server-{n % len(keys)}")
         async with public_client.post("/v1/activations", json=body) as response:
-            await response.read()
+            text = await response.text()
+            if response.status != 200:
+                refusals.append(text)
             return response.status
 
     async def page() -> tuple[int, int]:
@@ -64,7 +68,7 @@ async def test_a_1000_row_page_beside_2000_activations_disturbs_none(
     pages = [asyncio.create_task(page()) for _ in range(3)]
     statuses = Counter(await asyncio.gather(*(activation(n) for n in range(ACTIVATIONS))))
     answered = await asyncio.gather(*pages)
-    assert statuses == {200: ACTIVATIONS}, f"activations by status: {dict(statuses)}"
+    assert statuses == {200: ACTIVATIONS}, f"by status: {dict(statuses)}; first: {refusals[:3]}"
     assert answered == [(200, CASES)] * 3, f"pages (status, items): {answered}"
 
 
