@@ -210,8 +210,14 @@ async def phone_homes(
     return day
 
 
+async def clock_now(session: aiohttp.ClientSession, system: System) -> datetime:
+    async with session.get(f"{system.admin}/admin/v1/test-clock", headers=system.headers) as got:
+        return datetime.fromisoformat((await got.json())["now"].replace("Z", "+00:00"))
+
+
 async def settled(system: System, now: datetime) -> bool:
-    """Nothing left for a loop worker: streams read and acknowledged, no notice or step due."""
+    """Nothing left for a loop worker at `now` (the test clock's current time): streams read
+    and acknowledged, no notice or step due."""
     with redis.Redis.from_url(system.redis_url) as client:
         for key in client.scan_iter(match=f"{system.prefix}:*:events", count=1000):
             for group in client.xinfo_groups(key):
@@ -279,7 +285,7 @@ async def run_days(
             deadline = time.monotonic() + 120
             await asyncio.sleep(6)  # at least one periodic pass after the clock moved
             while time.monotonic() < deadline:
-                if await settled(system, evening):
+                if await settled(system, await clock_now(session, system)):
                     break
                 await asyncio.sleep(0.5)
             after = await pass_totals(metrics_url)
