@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint typecheck bench bench-worker wrk clean
+.PHONY: run test check lint typecheck bench bench-worker wrk scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench-worker: $(STAMP)
 wrk:
 	apt-get update -q
 	apt-get install -y -q wrk
+# The fraud side end to end at scale; options as SCALE_ARGS, e.g.
+# make scale SCALE_ARGS="--keys 20000 --days 45"
+scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) build .dev .pytest_cache .mypy_cache .ruff_cache

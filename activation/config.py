@@ -70,6 +70,7 @@ class Settings:
     # Signing-key rotation (activation/api/keyring.py): more published keys.
     signing_keys_dir: str | None = None
     trusted_proxies: TrustedNetworks = ()
+    activation_events_retention_days: int = 400
 
     @property
     def grace(self) -> timedelta:
@@ -135,6 +136,9 @@ class Settings:
             ),
             signing_keys_dir=reader.text("SIGNING_KEYS_DIR"),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            activation_events_retention_days=reader.integer(
+                "ACTIVATION_EVENTS_RETENTION_DAYS", 400, minimum=31
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

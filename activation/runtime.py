@@ -7,6 +7,7 @@ the tests; pools are opened once and closed on exit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -38,6 +39,22 @@ class Resources:
     signer: Signer | None
     metrics: ApiMetrics
     keyring: KeyRing | None = None  # the published signing keys, when signing
+    # The admin API's own Redis client and a store over it (see `for_admin`); None on views
+    # that already are the admin's.
+    admin_redis: Redis | None = None
+    admin_store: ActivationStore | None = None
+
+    def for_admin(self) -> Resources:
+        """These collaborators over the admin's own Redis client: the admin API, the console and
+        review work (a 1000-row page, a bulk import) never take a connection from the pool the
+        activation path and its clock read through, so they cannot starve it."""
+        redis, store = self.admin_redis, self.admin_store
+        if redis is None or store is None:
+            return self
+        clock = RedisTestClock(redis, self.layout.clock) if self.settings.test_clock else self.clock
+        return dataclasses.replace(
+            self, redis=redis, store=store, clock=clock, admin_redis=None, admin_store=None
+        )
 
 
 def connect_redis(url: str) -> Redis:
@@ -82,6 +99,7 @@ async def open_resources(
         command_timeout=settings.database_timeout_seconds,
     )
     redis = connect_redis(settings.redis_url)
+    admin_redis = connect_redis(settings.redis_url)
     hot_client: LeanScriptClient | None = None
     try:
         layout = KeyLayout(settings.redis_prefix, settings.stream_shards, settings.redis_cluster)
@@ -118,9 +136,12 @@ async def open_resources(
                 signer=signer,
                 metrics=metrics,
                 keyring=keyring,
+                admin_redis=admin_redis,
+                admin_store=ActivationStore(admin_redis, layout, limits, registry.load_license),
             )
     finally:
         if hot_client is not None:
             await hot_client.aclose()
+        await admin_redis.aclose()
         await redis.aclose()
         await pool.close()

@@ -1,16 +1,19 @@
 """The license cache's safety net (R17): re-write licenses whose Redis copy may be stale.
 
 Every change of a license row or its add-ons marks the row unsynced (a trigger, migration
-0003). Admin writes also write through to Redis at once; this sweep catches the write whose
-Redis half failed after PostgreSQL had committed, so such a change reaches every API process
-within one worker pass instead of waiting for the next write. A row is marked synced only if
-it did not change while its document was being written (the row's xmin is compared).
+0003). Admin writes write through to Redis at once and mark the row version they wrote synced
+(`activation.store.cache_write`), so this sweep writes each license once: it takes the rows
+changed outside the admin API, and the write whose Redis half failed after PostgreSQL had
+committed, so such a change reaches every API process within one worker pass instead of
+waiting for the next write. A row is marked synced only if it did not change while its
+document was being written (the row's xmin is compared).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
+from activation.store.cache_write import mark_synced
 from activation.store.redis_store import ActivationStore
 from activation.store.registry import LICENSE_COLUMNS, license_from_row
 
@@ -30,12 +33,5 @@ class CacheSync:
         )
         for row in rows:
             await self._store.put_license(license_from_row(row))
-        if rows:
-            await self._pool.execute(
-                """UPDATE licenses l SET cache_synced = true
-                   FROM unnest($1::text[], $2::text[]) AS done(key, version)
-                   WHERE l.key = done.key AND l.xmin::text = done.version""",
-                [row["key"] for row in rows],
-                [row["version"] for row in rows],
-            )
+        await mark_synced(self._pool, ((row["key"], row["version"]) for row in rows))
         return len(rows)

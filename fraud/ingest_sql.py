@@ -9,15 +9,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fraud.ingest import Event
 
+# A redelivered entry conflicts with its first copy on the table's one unique key: event_id,
+# or (event_id, occurred_at) once the table is partitioned by month (both from the entry).
 INSERT_EVENTS = """
 INSERT INTO activation_events
     (event_id, license_key, kind, fingerprint, hostname, ip, version, occurred_at)
 SELECT e, k, kind, f, h, ip, v, to_timestamp(t)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
             $6::text[], $7::text[], $8::float8[]) AS u (e, k, kind, f, h, ip, v, t)
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT DO NOTHING
 """
 
+# A server's row is rewritten only when something shown changes: its details, a deactivation,
+# or last_seen_at moving by more than an hour (a server phoning home every few minutes does
+# not leave a dead row version each time; the stored last_seen_at is at most an hour behind).
 UPSERT_INSTALLATIONS = """
 INSERT INTO installations AS i
     (license_key, fingerprint, hostname, ip, version, first_seen_at, last_seen_at, deactivated_at)
@@ -39,6 +44,12 @@ ON CONFLICT (license_key, fingerprint) DO UPDATE SET
         THEN EXCLUDED.deactivated_at
         WHEN EXCLUDED.last_seen_at > COALESCE(i.deactivated_at, '-infinity') THEN NULL
         ELSE i.deactivated_at END
+WHERE EXCLUDED.last_seen_at > i.last_seen_at + interval '1 hour'
+   OR EXCLUDED.first_seen_at < i.first_seen_at
+   OR EXCLUDED.deactivated_at IS NOT NULL OR i.deactivated_at IS NOT NULL
+   OR (EXCLUDED.last_seen_at >= i.last_seen_at
+       AND (EXCLUDED.hostname NOT IN ('', i.hostname) OR EXCLUDED.ip NOT IN ('', i.ip)
+            OR EXCLUDED.version NOT IN ('', i.version)))
 """
 
 

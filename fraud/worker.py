@@ -24,6 +24,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
+from fraud import retention
 from fraud.cache_sync import CacheSync
 from fraud.case_opening import CaseOpener
 from fraud.case_runner import CaseReport, CaseRunner
@@ -183,6 +184,7 @@ class Worker:
             self.metrics.escalation_steps.labels(step).inc(count)
         self.metrics.keys_disabled.labels("fraud_escalation").inc(evaluated.disabled)
         report.duties = await self.duties.run(now)
+        await retention.run(self.resources.pool, now, self.resources.settings)
         self.metrics.ms_reminders.inc(report.duties.reminders)
         await self._observe()
 

@@ -39,6 +39,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def create_admin_app(resources: Resources) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    resources = resources.for_admin()
     app[RESOURCES] = resources
     app[cases.LADDER] = cases.ladder_for(resources.settings)
     # imports before licenses: "/licenses/import" must not be taken for a key

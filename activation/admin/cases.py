@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -76,7 +75,7 @@ async def list_cases(request: web.Request) -> web.Response:
     resources, ladder = resources_of(request), ladder_of(request)
     async with resources.pool.acquire() as conn:
         rows = await queries.list_cases(conn, where, ladder)
-    found = await asyncio.gather(*(resources.store.installations(r["license_key"]) for r in rows))
+    found = await resources.store.installations_of([row["license_key"] for row in rows])
     items = [summary.case_item(row, ladder, s) for row, s in zip(rows, found, strict=True)]
     return render({"items": items, "limit": where.limit, "offset": where.offset})
 

@@ -1,7 +1,8 @@
 """Bulk import of existing licenses (SPEC §6): a JSON list or a CSV file, one savepoint per row.
 
 A row that fails is reported and skipped; the others are imported. Every imported license is
-audited and, after the commit, written through to the Redis cache.
+audited and, after the commit, written through to the Redis cache and marked synced there (the
+worker's cache sweep does not write it again).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from activation.admin.license_input import csv_row, new_license
 from activation.admin.licenses import insert_audited
 from activation.admin.state import Role, now, render, resources_of
 from activation.api.problems import ProblemError, bad_field
-from activation.licensing.model import License
+from activation.store.admin_store import LicenseRecord
+from activation.store.cache_write import mark_synced
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -67,9 +69,9 @@ async def import_all(
     csv_input: bool,
     who: str,
     at: datetime,
-) -> tuple[list[License], list[dict[str, Any]]]:
+) -> tuple[list[LicenseRecord], list[dict[str, Any]]]:
     """Each row in its own savepoint (inside `insert_audited`); failures are collected."""
-    imported: list[License] = []
+    imported: list[LicenseRecord] = []
     failed: list[dict[str, Any]] = []
     for number, row in enumerate(rows, start=1):
         key = row.get("key") if isinstance(row, Mapping) else None
@@ -78,7 +80,7 @@ async def import_all(
                 raise bad_field("row", "must be an object")
             new = new_license(csv_row(row) if csv_input else row, key_required=True)
             record = await insert_audited(conn, new, who, at, "license.import")
-            imported.append(record.license)
+            imported.append(record)
         except ProblemError as error:
             failed.append({"row": number, "key": key, "detail": error.detail})
         if number % PROGRESS_EVERY == 0:
@@ -98,7 +100,8 @@ async def import_licenses(request: web.Request) -> web.Response:
         imported, failed = await import_all(conn, rows, csv_input=_is_csv(request), who=who, at=at)
     for start in range(0, len(imported), CACHE_BATCH):
         batch = imported[start : start + CACHE_BATCH]
-        await asyncio.gather(*(resources.store.put_license(license) for license in batch))
+        await asyncio.gather(*(resources.store.put_license(record.license) for record in batch))
+        await mark_synced(resources.pool, ((r.license.key, r.row_version) for r in batch))
     log.info("import done: %d imported, %d failed", len(imported), len(failed))
     return render({"imported": len(imported), "failed": failed})
 

@@ -22,6 +22,7 @@ from activation.api.problems import ProblemError
 from activation.licensing.maintenance import ms_status
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord
+from activation.store.cache_write import write_through
 from fraud.review import queries
 
 T = TypeVar("T")
@@ -84,5 +85,5 @@ async def change_license(
             before=before.to_doc(),
             after=after.to_doc(),
         )
-    await resources.store.put_license(after.license)
+    await write_through(resources.pool, resources.store, [after])
     return after, result

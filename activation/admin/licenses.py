@@ -22,6 +22,7 @@ from activation.api.problems import ProblemError
 from activation.licensing.model import LicenseKind, LicenseStatus
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord, NewLicense
+from activation.store.cache_write import write_through
 
 routes = web.RouteTableDef()
 
@@ -55,7 +56,7 @@ async def create_license(request: web.Request) -> web.Response:
         record = await insert_audited(
             conn, new, actor(request), await now(request), "license.create"
         )
-    await resources.store.put_license(record.license)
+    await write_through(resources.pool, resources.store, [record])
     return render(await full_view(request, record, await today(request)), 201)
 
 

@@ -29,6 +29,8 @@ class LicenseRecord:
     disabled_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # The row version read (xmin): a cache write of this record marks exactly it synced.
+    row_version: str = ""
 
     def to_doc(self) -> dict[str, Any]:
         return self.license.to_doc() | {
@@ -67,6 +69,7 @@ def _record(row: Mapping[str, Any]) -> LicenseRecord:
         disabled_at=row["disabled_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        row_version=row.get("row_version", ""),
     )
 
 
@@ -75,7 +78,9 @@ async def fetch_license(
 ) -> LicenseRecord | None:
     suffix = " FOR UPDATE OF l" if lock else ""
     row = await conn.fetchrow(
-        f"SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.key = $1{suffix}", key
+        f"SELECT {LICENSE_COLUMNS}, l.xmin::text AS row_version FROM licenses l "
+        f"WHERE l.key = $1{suffix}",
+        key,
     )
     return None if row is None else _record(row)
 

@@ -6,7 +6,6 @@ and renders a template; nothing here changes state.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
@@ -63,7 +62,7 @@ async def queue(request: web.Request) -> web.Response:
         rows = await queries.list_cases(conn, where, ladder)
         products = [r["product"] for r in await conn.fetch("SELECT DISTINCT product FROM licenses")]
     more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
-    found = await asyncio.gather(*(resources.store.installations(r["license_key"]) for r in rows))
+    found = await resources.store.installations_of([row["license_key"] for row in rows])
     at = await resources.clock.now()
     items = [
         summary.case_item(row, ladder, servers) for row, servers in zip(rows, found, strict=True)

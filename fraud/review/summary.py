@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from activation.licensing.model import CaseStage
+from activation.store.cache_write import mark_synced
 from activation.store.keys import KeyLayout
 from activation.store.redis_store import ActivationStore, StoreUnavailable
 from activation.store.registry import LICENSE_COLUMNS, license_from_row
@@ -117,6 +118,9 @@ async def clear_summary(redis: Redis, layout: KeyLayout, key: str) -> None:
 
 async def refresh_license(pool: asyncpg.Pool, store: ActivationStore, key: str) -> None:
     """Re-put the license document from PostgreSQL (after the commit: R17)."""
-    row = await pool.fetchrow(f"SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.key = $1", key)
+    row = await pool.fetchrow(
+        f"SELECT {LICENSE_COLUMNS}, l.xmin::text AS version FROM licenses l WHERE l.key = $1", key
+    )
     if row is not None:
         await store.put_license(license_from_row(row))
+        await mark_synced(pool, [(key, row["version"])])

@@ -26,6 +26,7 @@ def test_defaults_follow_spec_section_10(tmp_path: Path) -> None:
         {"MAX_INFLIGHT": "50", "REQUEST_HEAD_TIMEOUT_SECONDS": "3"}, env_file=tmp_path / "absent"
     )
     assert (tuned.max_inflight, tuned.request_head_timeout_seconds) == (50, 3)
+    assert settings.activation_events_retention_days == 400
     assert (
         Settings.from_env(
             {"DATABASE_TIMEOUT_SECONDS": "3"}, env_file=tmp_path / "absent.env"
@@ -53,6 +54,11 @@ def test_environment_overrides_env_file(tmp_path: Path) -> None:
         ("DATABASE_TIMEOUT_SECONDS", "0", "DATABASE_TIMEOUT_SECONDS must be at least 1"),
         ("MAX_INFLIGHT", "0", "MAX_INFLIGHT must be at least 1"),
         ("REQUEST_HEAD_TIMEOUT_SECONDS", "ten", "REQUEST_HEAD_TIMEOUT_SECONDS must be a whole"),
+        (
+            "ACTIVATION_EVENTS_RETENTION_DAYS",
+            "7",
+            "ACTIVATION_EVENTS_RETENTION_DAYS must be at least 31",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str, message: str) -> None:
