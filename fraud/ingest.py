@@ -432,6 +432,26 @@ class StreamIngest:
                     removed += 1
         return removed
 
+    async def leave(self) -> int:
+        """Remove this consumer from the group on every stream where it holds nothing pending
+        (`fraud-worker --once` as it exits: each run joins under a name of its own, so the group
+        would otherwise gain a consumer per run). Where it still holds entries (its pass failed)
+        it stays, and another worker reclaims them. Returns how many streams it left."""
+        left = 0
+        for stream in self._streams:
+            try:
+                mine = await self._redis.xpending_range(
+                    stream, GROUP, min="-", max="+", count=1, consumername=self._consumer
+                )
+            except redis_errors.ResponseError as error:
+                if "NOGROUP" in str(error) or "no such key" in str(error).lower():
+                    continue
+                raise
+            if not mine:
+                await self._redis.xgroup_delconsumer(stream, GROUP, self._consumer)
+                left += 1
+        return left
+
     async def _safe_floor(self, stream: str) -> str | None:
         floors: list[tuple[int, int]] = []
         for group in await self._groups_of(stream):
