@@ -6,6 +6,8 @@ with open cases (rows as the case opener writes them, servers in the Redis insta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -14,14 +16,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client.parser import text_string_to_metric_families
 
 from activation.config import Settings
 from activation.runtime import Resources
+from activation.store.redis_store import ActivationRequest, Recorded
+from fraud.notify import verify
 from tests.integration.receivers import SECRET, free_port
 
 WORKER = Path(sys.executable).parent / "fraud-worker"
@@ -156,8 +165,10 @@ def license_keys(count: int, rng: random.Random) -> list[str]:
     ]
 
 
-async def seed_licenses(resources: Resources, keys: list[str], email: str) -> None:
-    """One customer, `keys` single-server licenses."""
+async def seed_licenses(
+    resources: Resources, keys: list[str], email: str, max_servers: int = 1
+) -> None:
+    """One customer, `keys` licenses of `max_servers` servers."""
     async with resources.pool.acquire() as connection, connection.transaction():
         customer = await connection.fetchval(
             "INSERT INTO customers (name, email) VALUES ('Fault Test Hosting', $1) RETURNING id",
@@ -165,11 +176,12 @@ async def seed_licenses(resources: Resources, keys: list[str], email: str) -> No
         )
         await connection.execute(
             "INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on,"
-            " max_servers) SELECT k, $2, 'smartermail', 'perpetual', 'enterprise', $3, 1"
+            " max_servers) SELECT k, $2, 'smartermail', 'perpetual', 'enterprise', $3, $4"
             " FROM unnest($1::text[]) AS k",
             keys,
             customer,
             date(2026, 1, 5),
+            max_servers,
         )
 
 
@@ -196,3 +208,103 @@ async def servers_seen(resources: Resources, keys: list[str], at: datetime) -> N
 
 
 DAY = timedelta(days=1)
+
+
+class HungServer:
+    """Accepts connections on a port and never answers (a mail server or webhook receiver
+    that hangs); `close` drops the connections it holds."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", self.port)
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.append(writer)
+        with contextlib.suppress(OSError):
+            while await reader.read(65536):
+                pass
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+@dataclass
+class Mailbox:
+    """An aiosmtpd handler that keeps each accepted message's Message-ID."""
+
+    message_ids: list[str] = field(default_factory=list)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        parsed = message_from_bytes(envelope.content, policy=policy.default)
+        self.message_ids.append(str(parsed["Message-ID"]))
+        return "250 Message accepted"
+
+
+@contextlib.contextmanager
+def smtp_sink(port: int) -> Iterator[Mailbox]:
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
+
+
+@dataclass
+class Hooks:
+    ids: list[str] = field(default_factory=list)
+    bad_signatures: int = 0
+
+
+@contextlib.asynccontextmanager
+async def webhook_sink(port: int) -> AsyncIterator[Hooks]:
+    hooks = Hooks()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        hooks.ids.append(request.headers.get("webhook-id", ""))
+        hooks.bad_signatures += not verify(SECRET, request.headers, body)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield hooks
+    finally:
+        await runner.cleanup()
+
+
+async def produce_activations(
+    resources: Resources, keys: list[str], count: int, clock_now: datetime
+) -> list[str]:
+    """`count` activations within the keys' limits (two servers each, two allowed), through
+    the activation script the API calls; the event ids recorded."""
+    requests = [
+        ActivationRequest(
+            license_key=random.choice(keys),
+            fingerprint=random.choice(("server-a", "server-b")),
+            hostname="mail.example.com",
+            version="16.3.6989",
+            ip="203.0.113.9",
+            event_id=os.urandom(16).hex(),
+        )
+        for _ in range(count)
+    ]
+    outcomes = await asyncio.gather(*(resources.store.activate(r, clock_now) for r in requests))
+    return [r.event_id for r, o in zip(requests, outcomes, strict=True) if isinstance(o, Recorded)]
