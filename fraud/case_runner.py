@@ -77,7 +77,8 @@ class CaseRunner:
 
     async def evaluate_open(self, now: datetime) -> CaseReport:
         """Every open case, each in its own transaction holding the case row's lock, so a
-        reviewer's action and the worker never interleave on one case."""
+        reviewer's action and the worker never interleave on one case; a case locked by
+        someone else is left to the next pass."""
         report = CaseReport()
         ids = await self._pool.fetch("SELECT id FROM fraud_cases WHERE status = 'open' ORDER BY id")
         for row in ids:
@@ -101,7 +102,13 @@ class CaseRunner:
         cutoff = now - self._window
         counted = CaseReport()
         async with self._pool.acquire() as connection, connection.transaction():
-            row = await fetch_case(connection, case_id, lock=True)
+            # A case another worker or a reviewer holds is theirs this pass: skipped, not
+            # waited for, so workers share the open cases instead of queueing on each one.
+            # Read after the lock (see `fetch_case`).
+            held = await connection.fetchval(
+                "SELECT id FROM fraud_cases WHERE id = $1 FOR UPDATE SKIP LOCKED", case_id
+            )
+            row = None if held is None else await fetch_case(connection, case_id)
             if row is None or row["status"] != "open":
                 return
             case = case_from_row(row)

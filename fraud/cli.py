@@ -11,7 +11,7 @@ FRAUD_WEBHOOK_URL / FRAUD_WEBHOOK_SECRET; ESCALATION_LADDER (e.g.
 sit unacknowledged on a consumer before another consumer takes it over, default 30000: longer
 than the slowest normal batch) tune the stream ingest. Sending: SEND_CONCURRENCY (sends at once
 per channel, default 8), SMTP_TIMEOUT_SECONDS (30) and WEBHOOK_TIMEOUT_SECONDS (10) (one send,
-connecting included), OUTBOX_LEASE_SECONDS (120; at least the longest timeout + 30). On SIGTERM
+connecting included), OUTBOX_LEASE_SECONDS (120; at least the longest timeout + 5). On SIGTERM
 the worker finishes its pass and the sends in hand: it exits within the longest send timeout
 plus the pass in hand.
 """

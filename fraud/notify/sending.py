@@ -38,7 +38,7 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 DEFAULT_MAX_ATTEMPTS = 8
-LEASE_MARGIN = timedelta(seconds=30)
+LEASE_MARGIN = timedelta(seconds=5)  # recording a send: one short UPDATE
 POLL_SECONDS = 0.5
 # The outbox's own failures (PostgreSQL away): the loop waits and tries again, never ends.
 RECORD_FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StoreUnavailable)

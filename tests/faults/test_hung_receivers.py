@@ -118,7 +118,7 @@ async def test_r14_hung_mail_server_and_webhook_receiver_delay_only_their_channe
         FRAUD_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook",
         SMTP_TIMEOUT_SECONDS=str(SEND_TIMEOUT),
         WEBHOOK_TIMEOUT_SECONDS=str(SEND_TIMEOUT),
-        OUTBOX_LEASE_SECONDS="40",
+        OUTBOX_LEASE_SECONDS="10",
     )
     fleet = Fleet(env, tmp_path)
     watch = Watch()

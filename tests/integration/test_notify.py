@@ -383,7 +383,7 @@ async def test_a_worker_dying_mid_send_leaves_the_row_for_after_the_lease(
     key = "case:6:day30:email"
     await _enqueue(pool, key, Channel.EMAIL)
     stuck = _Stuck()
-    lease = timedelta(seconds=31)  # the shortest the sender takes with a 1 s send timeout
+    lease = timedelta(seconds=6)  # the shortest the sender takes with a 1 s send timeout
     worker = asyncio.create_task(
         send_due(pool, {Channel.EMAIL: stuck}, NOW, lease=lease, send_timeout=1)
     )
