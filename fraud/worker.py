@@ -204,12 +204,21 @@ class Worker:
         self, idle_sleep: float = 0.5, trim_every: float = 10.0, periodic_every: float = 5.0
     ) -> None:
         sending = asyncio.create_task(self.outbox.run(self.resources.clock, self.stopping))
+        sending.add_done_callback(self._sending_ended)
         try:
             await self._passes(idle_sleep, trim_every, periodic_every)
         finally:
             self.stopping.set()
             await sending
         log.info("worker stopped after finishing its pass and its sends in hand")
+
+    def _sending_ended(self, sending: asyncio.Task[SendReport]) -> None:
+        if self.stopping.is_set():
+            return
+        # A bug, not an outage (those are retried inside): stop, so the process restarts.
+        error = None if sending.cancelled() else sending.exception()
+        log.error("the outbox sender stopped unexpectedly: %r", error)
+        self.stopping.set()
 
     async def _passes(self, idle_sleep: float, trim_every: float, periodic_every: float) -> None:
         last_trim = last_periodic = 0.0
