@@ -222,9 +222,11 @@ class OutboxSender:
         ]
 
     async def run(self, clock: Clock, stopping: asyncio.Event) -> SendReport:
+        """Until `stopping` is set (at once when no channel is configured)."""
         report = SendReport()
         await asyncio.gather(
-            *(loop.run(clock, stopping, report, until_idle=False) for loop in self._loops)
+            stopping.wait(),
+            *(loop.run(clock, stopping, report, until_idle=False) for loop in self._loops),
         )
         return report
 

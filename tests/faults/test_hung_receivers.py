@@ -186,6 +186,7 @@ async def test_r14_hung_mail_server_and_webhook_receiver_delay_only_their_channe
         f"{expected_hooks} expected); rows {[tuple(r) for r in statuses]}; "
         f"failed passes {failed}"
     )
+    (tmp_path / "summary.txt").write_text(summary)
     assert watch.lags and max(watch.lags) < LAG_LIMIT, f"stream lag over {LAG_LIMIT} s; {summary}"
     assert set(watch.health) == {200}, f"/healthz was not always 200; {summary}"
     assert reminders <= STEP_LIMIT, f"reminder steps late; {summary}"
