@@ -33,12 +33,17 @@ from fraud.cases import (
 )
 from fraud.escalation import Action, Ladder, Rung
 from fraud.notify.outbox import Channel, enqueue
-from fraud.review.queries import CASE_SELECT, case_from_row
+from fraud.review.queries import case_from_row, fetch_case
 from fraud.review.summary import active_servers, clear_summary, refresh_license, write_summary
 
 log = logging.getLogger(__name__)
 
 ACTOR = "fraud-worker"
+STEP_TAKEN_RETRIES = 3
+
+
+class StepTaken(Exception):
+    """The step's row exists: another worker ran it after this one read the case."""
 
 
 @dataclass
@@ -72,19 +77,38 @@ class CaseRunner:
 
     async def evaluate_open(self, now: datetime) -> CaseReport:
         """Every open case, each in its own transaction holding the case row's lock, so a
-        reviewer's action and the worker never interleave on one case."""
+        reviewer's action and the worker never interleave on one case; a case locked by
+        someone else is left to the next pass."""
         report = CaseReport()
         ids = await self._pool.fetch("SELECT id FROM fraud_cases WHERE status = 'open' ORDER BY id")
         for row in ids:
-            await self._evaluate_one(row["id"], now, report)
+            await self.evaluate_case(row["id"], now, report)
         return report
+
+    async def evaluate_case(self, case_id: int, now: datetime, report: CaseReport) -> None:
+        """Evaluate one case. A step another worker recorded first rolls this attempt back and
+        the case is read again: the step is then done, so this worker goes on with what is
+        left (usually nothing). Only a step recorded between the lock and the insert can do
+        that, so a second attempt always sees it."""
+        for _ in range(STEP_TAKEN_RETRIES):
+            try:
+                await self._evaluate_one(case_id, now, report)
+                return
+            except StepTaken as taken:
+                log.info("case %d: %s already recorded by another worker; re-read", case_id, taken)
+        log.warning("case %d: steps kept being taken by others; left to the next pass", case_id)
 
     async def _evaluate_one(self, case_id: int, now: datetime, report: CaseReport) -> None:
         cutoff = now - self._window
+        counted = CaseReport()
         async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                f"{CASE_SELECT} WHERE c.id = $1 FOR UPDATE OF c", case_id
+            # A case another worker or a reviewer holds is theirs this pass: skipped, not
+            # waited for, so workers share the open cases instead of queueing on each one.
+            # Read after the lock (see `fetch_case`).
+            held = await connection.fetchval(
+                "SELECT id FROM fraud_cases WHERE id = $1 FOR UPDATE SKIP LOCKED", case_id
             )
+            row = None if held is None else await fetch_case(connection, case_id)
             if row is None or row["status"] != "open":
                 return
             case = case_from_row(row)
@@ -98,13 +122,13 @@ class CaseRunner:
             )
             if result.resolve:
                 await self._resolve(connection, case, now, active, allowed)
-                report.resolved += 1
+                counted.resolved += 1
             else:
                 for rung in result.rungs:
                     await self._run_rung(connection, case, rung, row, now, active, allowed)
-                    report.steps[rung.step.value] = report.steps.get(rung.step.value, 0) + 1
+                    counted.steps[rung.step.value] = counted.steps.get(rung.step.value, 0) + 1
                     if Action.DISABLE_KEY in rung.actions:
-                        report.disabled += 1
+                        counted.disabled += 1
                 await connection.execute(
                     """UPDATE fraud_cases SET stage = $2, next_due_at = $3,
                            servers_active = $4, servers_allowed = $5 WHERE id = $1""",
@@ -115,6 +139,11 @@ class CaseRunner:
                     allowed,
                 )
             updated = apply_evaluation(case, result, now=now)
+        # Counted once committed: a rolled-back attempt (StepTaken) did nothing.
+        report.resolved += counted.resolved
+        report.disabled += counted.disabled
+        for step, count in counted.steps.items():
+            report.steps[step] = report.steps.get(step, 0) + count
         # After the commit: Redis follows PostgreSQL (re-written every pass, so it heals).
         if updated.resolved:
             await clear_summary(self._redis, self._layout, case.license_key)
@@ -135,12 +164,15 @@ class CaseRunner:
     ) -> None:
         """Record the step with its effects, in the case's transaction (the row lock makes the
         step's primary key a second guard, not the only one)."""
-        await connection.execute(
-            "INSERT INTO case_steps (case_id, step, ran_at) VALUES ($1, $2, $3)",
+        recorded = await connection.fetchval(
+            "INSERT INTO case_steps (case_id, step, ran_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true",
             case.id,
             rung.step.value,
             now,
         )
+        if not recorded:
+            raise StepTaken(rung.step.value)
         variables = {
             "case_id": case.id,
             "license_key": case.license_key,

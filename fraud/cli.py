@@ -12,7 +12,11 @@ FRAUD_WEBHOOK_URL / FRAUD_WEBHOOK_SECRET; ESCALATION_LADDER (e.g.
 `30:grace_over,37:reminder,44:disable`) overrides the default ladder. INGEST_BATCH_SIZE
 (entries read per stream per batch, default 1000) and INGEST_MIN_IDLE_MS (how long an entry must
 sit unacknowledged on a consumer before another consumer takes it over, default 30000: longer
-than the slowest normal batch) tune the stream ingest.
+than the slowest normal batch) tune the stream ingest. Sending: SEND_CONCURRENCY (sends at once
+per channel, default 8), SMTP_TIMEOUT_SECONDS (30) and WEBHOOK_TIMEOUT_SECONDS (10) (one send,
+connecting included), OUTBOX_LEASE_SECONDS (120; at least the longest timeout + 5). On SIGTERM
+the worker finishes its pass and the sends in hand: it exits within the longest send timeout
+plus the pass in hand.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -42,6 +47,7 @@ from fraud.dead_letters import replay_dead_letters
 from fraud.escalation import ladder_from_settings
 from fraud.notify.email import SmtpSender
 from fraud.notify.outbox import Channel, Sender
+from fraud.notify.sending import SendOptions
 from fraud.notify.webhook import WebhookSender
 from fraud.worker import Worker
 from metrics import WorkerMetrics
@@ -61,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = Settings.from_env()
         ingest_options(os.environ)
+        send_options(os.environ)
     except SettingsError as error:
         sys.exit(f"configuration error: {error}")
     warn_unsafe_modes(settings)
@@ -84,14 +91,22 @@ async def build_worker(settings: Settings) -> AsyncIterator[Worker]:
         aiohttp.ClientSession() as session,
     ):
         batch_size, min_idle_ms = ingest_options(os.environ)
-        yield Worker(
-            resources,
-            ladder,
-            build_senders(settings, session),
-            WorkerMetrics(),
-            batch_size=batch_size,
-            min_idle_ms=min_idle_ms,
-        )
+        sending = send_options(os.environ)
+        senders = build_senders(settings, session, sending)
+        try:
+            yield Worker(
+                resources,
+                ladder,
+                senders,
+                WorkerMetrics(),
+                batch_size=batch_size,
+                min_idle_ms=min_idle_ms,
+                sending=sending,
+            )
+        finally:
+            email = senders.get(Channel.EMAIL)
+            if isinstance(email, SmtpSender):
+                await email.close()
 
 
 def ingest_options(environ: Mapping[str, str]) -> tuple[int, int]:
@@ -126,14 +141,53 @@ async def replay(settings: Settings) -> None:
     )
 
 
-def build_senders(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Sender]:
+def send_options(environ: Mapping[str, str]) -> SendOptions:
+    """SEND_CONCURRENCY, SMTP_TIMEOUT_SECONDS, WEBHOOK_TIMEOUT_SECONDS and
+    OUTBOX_LEASE_SECONDS from the environment, validated."""
+    defaults = SendOptions()
+    values: dict[str, float] = {}
+    for name, default in (
+        ("SEND_CONCURRENCY", float(defaults.concurrency)),
+        ("SMTP_TIMEOUT_SECONDS", defaults.email_timeout),
+        ("WEBHOOK_TIMEOUT_SECONDS", defaults.webhook_timeout),
+        ("OUTBOX_LEASE_SECONDS", defaults.lease.total_seconds()),
+    ):
+        raw = environ.get(name, "").strip()
+        try:
+            values[name] = float(raw) if raw else default
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not values["SEND_CONCURRENCY"].is_integer():
+        raise SettingsError(
+            f"SEND_CONCURRENCY must be a whole number, got {values['SEND_CONCURRENCY']:g}"
+        )
+    try:
+        return SendOptions(
+            concurrency=int(values["SEND_CONCURRENCY"]),
+            email_timeout=values["SMTP_TIMEOUT_SECONDS"],
+            webhook_timeout=values["WEBHOOK_TIMEOUT_SECONDS"],
+            lease=timedelta(seconds=values["OUTBOX_LEASE_SECONDS"]),
+        )
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+
+
+def build_senders(
+    settings: Settings, session: aiohttp.ClientSession, options: SendOptions | None = None
+) -> dict[Channel, Sender]:
     """A channel without configuration keeps its outbox rows pending (sent once configured)."""
+    options = options or SendOptions()
     senders: dict[Channel, Sender] = {}
     if settings.smtp_url:
-        senders[Channel.EMAIL] = SmtpSender(settings.smtp_url, settings.mail_from)
+        senders[Channel.EMAIL] = SmtpSender(
+            settings.smtp_url, settings.mail_from, timeout=options.email_timeout
+        )
     if settings.fraud_webhook_url and settings.fraud_webhook_secret:
         senders[Channel.WEBHOOK] = WebhookSender(
-            settings.fraud_webhook_url, settings.fraud_webhook_secret, session
+            settings.fraud_webhook_url,
+            settings.fraud_webhook_secret,
+            session,
+            timeout=options.webhook_timeout,
         )
     return senders
 

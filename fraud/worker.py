@@ -2,8 +2,11 @@
 
 `Worker.run_once()` reads the clock once and does every duty in order: drain the activation
 streams into PostgreSQL, open cases for keys over their limit and flag leaks, evaluate open
-cases (escalation, auto-resolution), send due notifications, M&S duties. `run_forever()`
-repeats it until SIGTERM, finishing the pass in hand (drain) before it returns.
+cases (escalation, auto-resolution), M&S duties; then it sends every notification due.
+`run_forever()` repeats the pass until SIGTERM, while the outbox's own loops send apart from it
+(fraud/notify/sending.py): a hung mail server or webhook receiver delays only its channel. On
+SIGTERM the pass in hand finishes, the senders take no new rows and finish the sends in hand
+(each bounded by its channel's timeout), then it returns.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from fraud.case_runner import CaseReport, CaseRunner
 from fraud.escalation import Ladder
 from fraud.ingest import IngestReport, StreamIngest, is_transient
 from fraud.ms_duties import DutyReport, MsDuties
-from fraud.notify.outbox import Channel, Sender, SendReport, send_due
+from fraud.notify.outbox import Channel, Sender, SendReport
+from fraud.notify.sending import Event, OutboxSender, SendOptions
 from metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,7 @@ class Worker:
         consumer: str | None = None,
         batch_size: int = 1000,
         min_idle_ms: int = 30_000,
+        sending: SendOptions | None = None,
     ) -> None:
         settings = resources.settings
         self.resources = resources
@@ -109,6 +114,9 @@ class Worker:
         self.duties = MsDuties(resources.pool, resources.store)
         self.cache_sync = CacheSync(resources.pool, resources.store)
         self.senders = senders
+        self.outbox = OutboxSender(
+            resources.pool, senders, options=sending or SendOptions(), on_event=self._sent
+        )
         self.stopping = asyncio.Event()
         self.last_pass_at = 0.0
 
@@ -154,10 +162,11 @@ class Worker:
         # A long drain is progress, not a stall: keep /healthz green batch by batch.
         self.last_pass_at = time.time()
 
-    async def run_once(self, *, periodic: bool = True) -> PassReport:
-        """One pass. Ingest, the cache safety net and the outbox run every pass; `periodic`
-        adds the duties whose deadlines are hours or days apart (evaluating every open case,
-        M&S duties, the gauges), which the loop runs every few seconds, not every pass."""
+    async def run_once(self, *, periodic: bool = True, send: bool = True) -> PassReport:
+        """One pass. Ingest and the cache safety net run every pass; `periodic` adds the
+        duties whose deadlines are hours or days apart (evaluating every open case, M&S
+        duties, the gauges), which the loop runs every few seconds, not every pass. `send`
+        then sends everything due (the loop leaves that to its sender loops)."""
         started = time.perf_counter()
         report = PassReport()
         await self.drain_streams(report)
@@ -167,13 +176,18 @@ class Worker:
         now = await self.resources.clock.now()
         if periodic:
             await self._periodic(report, now)
-        report.notifications = await send_due(self.resources.pool, self.senders, now)
-        for (channel, outcome), count in report.notifications.counts().items():
-            self.metrics.notifications.labels(channel, outcome).inc(count)
         self.metrics.pass_duration.observe(time.perf_counter() - started)
         self.last_pass_at = time.time()
         self.metrics.last_pass.set(self.last_pass_at)
+        if send:
+            report.notifications = await self.outbox.send_all_due(self.resources.clock)
         return report
+
+    def _sent(self, channel: Channel, event: Event) -> None:
+        if event == "resent":
+            self.metrics.notifications_resent.labels(channel).inc()
+        else:
+            self.metrics.notifications.labels(channel, event).inc()
 
     async def _periodic(self, report: PassReport, now: datetime) -> None:
         evaluated = await self.cases.evaluate_open(now)
@@ -207,13 +221,31 @@ class Worker:
     async def run_forever(
         self, idle_sleep: float = 0.5, trim_every: float = 10.0, periodic_every: float = 5.0
     ) -> None:
+        sending = asyncio.create_task(self.outbox.run(self.resources.clock, self.stopping))
+        sending.add_done_callback(self._sending_ended)
+        try:
+            await self._passes(idle_sleep, trim_every, periodic_every)
+        finally:
+            self.stopping.set()
+            await sending
+        log.info("worker stopped after finishing its pass and its sends in hand")
+
+    def _sending_ended(self, sending: asyncio.Task[SendReport]) -> None:
+        if self.stopping.is_set():
+            return
+        # A bug, not an outage (those are retried inside): stop, so the process restarts.
+        error = None if sending.cancelled() else sending.exception()
+        log.error("the outbox sender stopped unexpectedly: %r", error)
+        self.stopping.set()
+
+    async def _passes(self, idle_sleep: float, trim_every: float, periodic_every: float) -> None:
         last_trim = last_periodic = 0.0
         failures = 0
         while not self.stopping.is_set():
             pause = idle_sleep
             try:
                 periodic = time.monotonic() - last_periodic >= periodic_every
-                report = await self.run_once(periodic=periodic)
+                report = await self.run_once(periodic=periodic, send=False)
                 if periodic:
                     last_periodic = time.monotonic()
                 if time.monotonic() - last_trim > trim_every:
@@ -232,6 +264,7 @@ class Worker:
                     pause,
                     error,
                 )
+                self.metrics.pass_failures.inc()
                 report = PassReport()
             if report.ingested or report.reclaimed or report.dead:
                 log.info(

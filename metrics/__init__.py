@@ -239,6 +239,19 @@ class WorkerMetrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+        self.notifications_resent = Counter(
+            "notifications_resent_total",
+            "Notifications sent again after an earlier attempt ended without a record (the "
+            "worker died or lost PostgreSQL mid-send): the receiver may have it twice, under "
+            "the same Message-ID / webhook-id.",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.pass_failures = Counter(
+            "worker_pass_failures_total",
+            "Worker passes that failed (an outage of Redis or PostgreSQL) and were retried.",
+            registry=self.registry,
+        )
         self.keys_disabled = Counter(
             "keys_disabled_total",
             "License keys disabled, by reason.",
@@ -267,6 +280,7 @@ class WorkerMetrics:
         for channel in CHANNELS:
             for outcome in NOTIFICATION_OUTCOMES:
                 self.notifications.labels(channel, outcome)
+            self.notifications_resent.labels(channel)
         for reason in DISABLE_REASONS:
             self.keys_disabled.labels(reason)
 

@@ -364,3 +364,17 @@ def test_k8s_migration_job_config_map_and_secrets() -> None:
         volume["name"]: volume for volume in _pod(objects[("Deployment", "license-api")])["volumes"]
     }
     assert api_volumes["signing-key"]["secret"]["secretName"] == key["metadata"]["name"]
+
+
+def test_worker_stop_grace_outlasts_the_longest_send_and_agrees_in_k8s_and_compose() -> None:
+    """SIGTERM: the pass and the sends in hand (each cut off at its timeout) fit the grace, and
+    the outbox lease outlasts a send (fraud/notify/sending.py)."""
+    from fraud.notify.sending import LEASE_MARGIN, SendOptions
+
+    options = SendOptions()
+    pod = _pod(_k8s_objects()[("Deployment", "license-worker")])
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    grace = pod["terminationGracePeriodSeconds"]
+    assert compose["services"]["worker"]["stop_grace_period"] == f"{grace}s"
+    assert grace >= options.longest_timeout + 30  # + a pass in hand
+    assert options.lease.total_seconds() >= options.longest_timeout + LEASE_MARGIN.total_seconds()

@@ -1,6 +1,7 @@
 """Notifications (SPEC §7): the PostgreSQL outbox and its two channels.
 
-- `enqueue(conn, ...)` in the caller's transaction; `send_due(pool, senders, now)` by the worker.
+- `enqueue(conn, ...)` in the caller's transaction; `OutboxSender` (or `send_due(pool, senders,
+  now)`) delivers, apart from the pass that decides.
 - `SmtpSender` (customer e-mail from `templates`), `WebhookSender` (fraud team, Standard
   Webhooks signatures; `verify` for receivers and tests).
 """
@@ -14,7 +15,8 @@ from fraud.notify.model import (
     Sender,
     SendReport,
 )
-from fraud.notify.outbox import backlog, backoff, enqueue, send_due
+from fraud.notify.outbox import backlog, backoff, enqueue
+from fraud.notify.sending import OutboxSender, send_due
 from fraud.notify.templates import TEMPLATES, RenderedEmail, render
 from fraud.notify.webhook import WebhookError, WebhookSender, sign, verify, webhook_id
 
@@ -22,6 +24,7 @@ __all__ = [
     "TEMPLATES",
     "Channel",
     "Notification",
+    "OutboxSender",
     "Outcome",
     "PermanentFailure",
     "RenderedEmail",

@@ -1,21 +1,31 @@
-"""Customer e-mail over real SMTP (the standard library's smtplib, run off the event loop).
+"""Customer e-mail over real SMTP (aiosmtplib: asyncio, so a timeout or a stop cancels a send
+outright, and no thread is left waiting on a server that never answers).
 
 `smtp_url`: ``smtp://host:port`` (plain; add ``?starttls=1`` to upgrade), ``smtps://host:port``
 (implicit TLS); ``user:password@`` in either logs in. Default ports 25 and 465.
 The Message-ID is derived from the dedupe key, so every retry of one message carries the same id.
+
+Connections are reused: a send takes an idle connection (or opens one), and puts it back once
+the server accepted the message; one that failed, or sat idle longer than `IDLE_SECONDS`
+(servers drop idle clients), is closed. The caller bounds how many sends run at once, which
+bounds the connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.policy
 import hashlib
-import smtplib
 import ssl
+import time
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.text import MIMEText
 from email.utils import format_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import aiosmtplib
 import jinja2
 
 from fraud.notify.model import Notification, PermanentFailure
@@ -55,53 +65,91 @@ class SmtpTarget:
         )
 
 
+IDLE_SECONDS = 20.0
+SMTP_POLICY = email.policy.compat32.clone(linesep="\r\n")
+
+
+def _header(value: str) -> str:
+    """A header value as ASCII: non-ASCII text as RFC 2047 encoded words."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
 class SmtpSender:
     def __init__(self, smtp_url: str, mail_from: str, *, timeout: float = 30.0) -> None:
         self._target = SmtpTarget.parse(smtp_url)
         self._mail_from = mail_from
         self._timeout = timeout
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
-    def build(self, notification: Notification) -> EmailMessage:
+    def build(self, notification: Notification) -> MIMEText:
+        """The message, built with the standard library's compat32 classes: the default policy's
+        header objects re-parse every header and cost several times the rest of a send."""
         try:
             rendered = render(notification.template, notification.payload)
         except (KeyError, jinja2.TemplateError) as exc:
             raise PermanentFailure(f"template {notification.template!r}: {exc}") from exc
-        message = EmailMessage()
+        recipient = notification.recipient
+        if "\r" in recipient or "\n" in recipient:  # no retry will fix it
+            raise PermanentFailure(f"recipient {recipient[:80]!r}: a line break in the address")
+        message = MIMEText(rendered.text, "plain", "utf-8")
         message["From"] = self._mail_from
-        try:
-            message["To"] = notification.recipient
-        except ValueError as exc:  # a line break in the address: no retry will fix it
-            raise PermanentFailure(f"recipient {notification.recipient[:80]!r}: {exc}") from exc
-        message["Subject"] = rendered.subject
+        message["To"] = _header(recipient)
+        message["Subject"] = _header(rendered.subject)
         message["Message-ID"] = message_id(notification.dedupe_key)
         message["Date"] = format_datetime(notification.created_at)
-        message.set_content(rendered.text)
         return message
 
     async def send(self, notification: Notification) -> None:
         message = self.build(notification)
-        await asyncio.to_thread(self._deliver, message)
+        content = message.as_bytes(policy=SMTP_POLICY)
+        client = await self._connection()
+        try:
+            await client.sendmail(self._mail_from, [notification.recipient], content)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            self._put_back(client)  # the session itself is fine
+            if all(refused.code >= 500 for refused in exc.recipients):
+                raise PermanentFailure(f"recipient refused: {exc.recipients}") from exc
+            raise
+        except BaseException:  # failed or cancelled mid-dialogue: the session is unusable
+            client.close()
+            raise
+        self._put_back(client)
 
-    def _deliver(self, message: EmailMessage) -> None:
+    async def close(self) -> None:
+        """Say goodbye on every idle connection."""
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await asyncio.wait_for(client.quit(), 2.0)
+            client.close()
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and time.monotonic() - since < IDLE_SECONDS:
+                return client
+            client.close()
         target = self._target
-        client: smtplib.SMTP
-        if target.implicit_tls:
-            client = smtplib.SMTP_SSL(
-                target.host,
-                target.port,
-                timeout=self._timeout,
-                context=ssl.create_default_context(),
-            )
-        else:
-            client = smtplib.SMTP(target.host, target.port, timeout=self._timeout)
-        with client:
-            if target.starttls:
-                client.starttls(context=ssl.create_default_context())
+        tls = target.implicit_tls or target.starttls
+        client = aiosmtplib.SMTP(
+            hostname=target.host,
+            port=target.port,
+            timeout=self._timeout,
+            use_tls=target.implicit_tls,
+            start_tls=target.starttls,
+            tls_context=ssl.create_default_context() if tls else None,
+        )
+        try:
+            await client.connect()
             if target.username is not None:
-                client.login(target.username, target.password or "")
-            try:
-                client.send_message(message)
-            except smtplib.SMTPRecipientsRefused as exc:
-                if all(code >= 500 for code, _ in exc.recipients.values()):
-                    raise PermanentFailure(f"recipient refused: {exc.recipients}") from exc
-                raise
+                await client.login(target.username, target.password or "")
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _put_back(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected:
+            self._idle.append((client, time.monotonic()))
+        else:
+            client.close()

@@ -50,12 +50,14 @@ def _zero() -> dict[Channel, int]:
 
 @dataclass
 class SendReport:
-    """What one `send_due` pass did, per channel: `sent`, `retried` (failed, will be tried
-    again after a backoff) and `dead` (failed for the last time)."""
+    """What sending did, per channel: `sent`, `retried` (failed, will be tried again after a
+    backoff) and `dead` (failed for the last time)."""
 
     sent: dict[Channel, int] = field(default_factory=_zero)
     retried: dict[Channel, int] = field(default_factory=_zero)
     dead: dict[Channel, int] = field(default_factory=_zero)
+    resent: dict[Channel, int] = field(default_factory=_zero)
+    """Rows sent again after an earlier claim ended without a record (also in `sent` etc.)."""
 
     def count(self, channel: Channel, outcome: Outcome) -> None:
         getattr(self, outcome)[channel] += 1

@@ -1,5 +1,5 @@
-"""The notification outbox (SPEC §7): rows are written in the caller's transaction and sent
-later, at least once, by `send_due`.
+"""The notification outbox (SPEC §7): rows are written in the caller's transaction (the
+deciding pass) and delivered later, at least once, by the sender (fraud/notify/sending.py).
 
 Dedupe keys (the caller builds them; one row per key, ever):
 - case escalation steps: ``case:{case_id}:{step}:{channel}``, e.g. ``case:17:day30:email``;
@@ -8,17 +8,18 @@ Dedupe keys (the caller builds them; one row per key, ever):
 The key also yields the e-mail Message-ID and the webhook-id, so every retry of one message
 carries the same id and the receiver can drop duplicates.
 
-Sending (`send_due`):
-1. Claim: one short statement picks due rows (`FOR UPDATE SKIP LOCKED`) and moves their
-   `next_attempt_at` to ``now + lease``. No row lock is held while sending; other workers skip
-   the rows because they are no longer due. A worker that dies mid-send leaves the row to be
-   claimed again after the lease (at-least-once).
-2. Send: each channel in its own task with bounded concurrency, so a slow or failing channel
-   never delays or blocks the other.
-3. Record: success → `sent`, `sent_at = now`; failure → `attempts + 1`, `last_error`, and
+The row's life:
+1. Claim (`claim`): one statement picks due rows of one channel (`FOR UPDATE SKIP LOCKED`)
+   whose lease is free and leases them until wall-clock ``now + lease``. No row lock is held
+   while sending; other workers skip leased rows. A worker that dies mid-send leaves the lease
+   to run out: the row is claimed again and counted in `resends` (the receiver may have
+   accepted the first attempt; the ids are the same).
+2. Record: success → `sent` (`mark_sent`); failure → `attempts + 1`, `last_error`, and
    `next_attempt_at = now + backoff(attempts)`, or `dead` once `max_attempts` are used (or at
-   once on `PermanentFailure`). A failure is recorded only while this worker still holds the
-   lease, so a worker that overran its lease cannot reschedule a row another worker is sending.
+   once on `PermanentFailure`) (`mark_failed`). A failure is recorded only while the worker
+   still holds its lease, so a worker that overran it cannot reschedule a row another sends.
+Due times (`next_attempt_at`, backoff) follow the deployment's clock; leases follow the wall
+clock, since they measure whether a process is still alive.
 
 Rows of a channel with no configured sender (e.g. no FRAUD_WEBHOOK_URL) are not claimed: they
 stay pending and go out once the channel is configured. Use `backlog` to watch them. A
@@ -27,32 +28,42 @@ deployment that does not want a channel at all should not enqueue rows for it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import orjson
 
-from fraud.notify.model import Channel, Notification, PermanentFailure, Sender, SendReport
+from fraud.notify.model import (
+    Channel,
+    Notification,
+    Outcome,
+    PermanentFailure,
+    Sender,
+    SendReport,
+)
 
 __all__ = [
     "DEFAULT_LEASE",
     "Channel",
+    "Claimed",
     "Notification",
     "PermanentFailure",
     "SendReport",
     "Sender",
     "backlog",
     "backoff",
+    "claim",
     "enqueue",
-    "send_due",
+    "mark_failed",
+    "mark_sent",
 ]
 
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
-DEFAULT_LEASE = timedelta(minutes=5)
+DEFAULT_LEASE = timedelta(minutes=2)
 ERROR_LIMIT = 1000
 
 _INSERT = """
@@ -64,29 +75,32 @@ ON CONFLICT (dedupe_key) DO NOTHING
 
 _CLAIM = """
 WITH due AS (
-    SELECT id FROM notifications
-    WHERE status = 'pending' AND next_attempt_at <= $1 AND channel = ANY($2::text[])
+    SELECT id, lease_until IS NOT NULL AS resend FROM notifications
+    WHERE status = 'pending' AND channel = $2 AND next_attempt_at <= $1
+      AND (lease_until IS NULL OR lease_until <= clock_timestamp())
     ORDER BY next_attempt_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-UPDATE notifications n SET next_attempt_at = $4
+UPDATE notifications n
+SET lease_until = clock_timestamp() + $4::float8 * interval '1 second',
+    resends = n.resends + due.resend::int
 FROM due WHERE n.id = due.id
 RETURNING n.id, n.dedupe_key, n.case_id, n.license_key, n.channel, n.template, n.recipient,
-          n.payload::text AS payload, n.attempts, n.created_at
+          n.payload::text AS payload, n.attempts, n.created_at, n.lease_until, due.resend
 """
 
 _SENT = """
 UPDATE notifications SET status = 'sent', sent_at = $2, attempts = attempts + 1,
-                         last_error = NULL
+                         last_error = NULL, lease_until = NULL
 WHERE id = $1 AND status = 'pending'
 """
 
 _FAILED = """
-UPDATE notifications SET attempts = attempts + 1, last_error = $3,
+UPDATE notifications SET attempts = attempts + 1, last_error = $3, lease_until = NULL,
        status = CASE WHEN $4 THEN 'dead' ELSE 'pending' END,
        next_attempt_at = CASE WHEN $4 THEN next_attempt_at ELSE $5 END
-WHERE id = $1 AND status = 'pending' AND next_attempt_at = $2
+WHERE id = $1 AND status = 'pending' AND lease_until = $2
 """
 
 _BACKLOG = """
@@ -139,38 +153,46 @@ async def backlog(pool: asyncpg.Pool, now: datetime) -> dict[Channel, int]:
     return counts
 
 
-async def send_due(
-    pool: asyncpg.Pool,
-    senders: Mapping[Channel, Sender],
-    now: datetime,
-    *,
-    batch: int = 50,
-    max_attempts: int = 8,
-    lease: timedelta = DEFAULT_LEASE,
-    concurrency: int = 8,
-) -> SendReport:
-    """Send up to `batch` due messages once each; never raises for a failed delivery.
+@dataclass(frozen=True)
+class Claimed:
+    """A leased row: the notification, its lease (wall clock) and whether an earlier claim of
+    it ended without a record (a re-send: the receiver may already have the message)."""
 
-    `lease` must exceed the time one pass can take (batch / concurrency × the slowest send's
-    timeout); after it a claimed but unrecorded row becomes due again.
-    """
-    report = SendReport()
-    if not senders or batch < 1:
-        return report
-    lease_until = now + lease
-    rows = await pool.fetch(_CLAIM, now, [str(c) for c in senders], batch, lease_until)
-    by_channel: dict[Channel, list[Notification]] = {}
-    for row in rows:
-        note = _notification(row)
-        by_channel.setdefault(note.channel, []).append(note)
-    outbox = _Pass(pool, now, lease_until, max_attempts, report)
-    await asyncio.gather(
-        *(
-            outbox.run_channel(senders[channel], notes, concurrency)
-            for channel, notes in by_channel.items()
-        )
+    notification: Notification
+    lease_until: datetime
+    resend: bool
+
+
+async def claim(
+    pool: asyncpg.Pool, channel: Channel, now: datetime, limit: int, lease: timedelta
+) -> list[Claimed]:
+    """Lease up to `limit` rows of `channel` due at `now` for `lease` (wall-clock time)."""
+    if limit < 1:
+        return []
+    rows = await pool.fetch(_CLAIM, now, str(channel), limit, lease.total_seconds())
+    return [Claimed(_notification(row), row["lease_until"], row["resend"]) for row in rows]
+
+
+async def mark_sent(pool: asyncpg.Pool, claimed: Claimed, now: datetime) -> bool:
+    status: str = await pool.execute(_SENT, claimed.notification.id, now)
+    return status == "UPDATE 1"
+
+
+async def mark_failed(
+    pool: asyncpg.Pool, claimed: Claimed, error: Exception, now: datetime, *, max_attempts: int
+) -> Outcome | None:
+    """Record a failed attempt while the lease is ours; "dead" or "retried", None when the
+    lease had run out (another worker owns the row now)."""
+    note = claimed.notification
+    failures = note.attempts + 1
+    dead = isinstance(error, PermanentFailure) or failures >= max_attempts
+    text = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
+    status: str = await pool.execute(
+        _FAILED, note.id, claimed.lease_until, text, dead, now + backoff(failures)
     )
-    return report
+    if status != "UPDATE 1":
+        return None
+    return "dead" if dead else "retried"
 
 
 def _notification(row: asyncpg.Record) -> Notification:
@@ -187,55 +209,3 @@ def _notification(row: asyncpg.Record) -> Notification:
         case_id=row["case_id"],
         license_key=row["license_key"],
     )
-
-
-class _Pass:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        now: datetime,
-        lease_until: datetime,
-        max_attempts: int,
-        report: SendReport,
-    ) -> None:
-        self._pool = pool
-        self._now = now
-        self._lease_until = lease_until
-        self._max_attempts = max_attempts
-        self._report = report
-
-    async def run_channel(
-        self, sender: Sender, notes: list[Notification], concurrency: int
-    ) -> None:
-        gate = asyncio.Semaphore(max(1, concurrency))
-
-        async def one(note: Notification) -> None:
-            async with gate:
-                await self._deliver(sender, note)
-
-        await asyncio.gather(*(one(note) for note in notes))
-
-    async def _deliver(self, sender: Sender, note: Notification) -> None:
-        try:
-            await sender.send(note)
-        except Exception as exc:  # any delivery failure is recorded, never raised
-            await self._failed(note, exc)
-        else:
-            status: str = await self._pool.execute(_SENT, note.id, self._now)
-            if status == "UPDATE 1":
-                self._report.count(note.channel, "sent")
-
-    async def _failed(self, note: Notification, exc: Exception) -> None:
-        failures = note.attempts + 1
-        dead = isinstance(exc, PermanentFailure) or failures >= self._max_attempts
-        error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
-        status: str = await self._pool.execute(
-            _FAILED,
-            note.id,
-            self._lease_until,
-            error,
-            dead,
-            self._now + backoff(failures),
-        )
-        if status == "UPDATE 1":
-            self._report.count(note.channel, "dead" if dead else "retried")

@@ -102,11 +102,17 @@ async def list_cases(
 async def fetch_case(
     conn: asyncpg.Connection, case_id: int, *, lock: bool = False
 ) -> asyncpg.Record | None:
-    """One case; `lock` takes the case row's lock (call inside a transaction)."""
-    suffix = " FOR UPDATE OF c" if lock else ""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"{CASE_SELECT} WHERE c.id = $1{suffix}", case_id
-    )
+    """One case; `lock` takes the case row's lock first (call inside a transaction).
+
+    The lock and the read are two statements on purpose: a `SELECT … FOR UPDATE` that waited
+    for another transaction's lock re-reads only the locked row after it commits; its joins
+    and subqueries (the steps done, the license's status) keep the statement's older snapshot.
+    Read after the lock, everything is as the other transaction left it."""
+    if lock:
+        found = await conn.fetchval("SELECT id FROM fraud_cases WHERE id = $1 FOR UPDATE", case_id)
+        if found is None:
+            return None
+    row: asyncpg.Record | None = await conn.fetchrow(f"{CASE_SELECT} WHERE c.id = $1", case_id)
     return row
 
 

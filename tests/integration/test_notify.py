@@ -379,23 +379,30 @@ class _Stuck:
 async def test_a_worker_dying_mid_send_leaves_the_row_for_after_the_lease(
     resources: Resources, smtp: Smtp
 ) -> None:
+    """The lease is wall-clock time: the row is claimed again once it ran out, counted as a
+    re-send, with the same Message-ID."""
     pool = resources.pool
     key = "case:6:day30:email"
     await _enqueue(pool, key, Channel.EMAIL)
     stuck = _Stuck()
-    lease = timedelta(minutes=5)
-    worker = asyncio.create_task(send_due(pool, {Channel.EMAIL: stuck}, NOW, lease=lease))
+    lease = timedelta(seconds=6)  # the shortest the sender takes with a 1 s send timeout
+    worker = asyncio.create_task(
+        send_due(pool, {Channel.EMAIL: stuck}, NOW, lease=lease, send_timeout=1)
+    )
     await asyncio.wait_for(stuck.entered.wait(), 5)
     worker.cancel()
     with pytest.raises(asyncio.CancelledError):
         await worker
     row = await _row(pool, key)
-    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("pending", 0, NOW + lease)
+    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("pending", 0, NOW)
 
     senders = _senders(smtp.url)
-    assert (await send_due(pool, senders, NOW + lease - timedelta(seconds=1))).total == 0
-    assert (await send_due(pool, senders, NOW + lease)).sent[Channel.EMAIL] == 1
+    assert (await send_due(pool, senders, NOW + timedelta(days=1))).total == 0
+    await pool.execute("UPDATE notifications SET lease_until = now() WHERE dedupe_key = $1", key)
+    again = await send_due(pool, senders, NOW)
+    assert (again.sent[Channel.EMAIL], again.resent[Channel.EMAIL]) == (1, 1)
     assert [m["Message-ID"] for m in smtp.mailbox.messages] == [message_id(key)]
+    assert (await _row(pool, key))["resends"] == 1
 
 
 class _FailsWhenReleased:
@@ -419,7 +426,8 @@ async def test_a_worker_past_its_lease_cannot_reschedule_a_row_another_worker_se
     slow, stuck = _FailsWhenReleased(), _Stuck()
     first = asyncio.create_task(send_due(pool, {Channel.WEBHOOK: slow}, NOW, lease=lease))
     await asyncio.wait_for(slow.entered.wait(), 5)
-    second = asyncio.create_task(send_due(pool, {Channel.WEBHOOK: stuck}, NOW + lease, lease=lease))
+    await pool.execute("UPDATE notifications SET lease_until = now() WHERE dedupe_key = $1", key)
+    second = asyncio.create_task(send_due(pool, {Channel.WEBHOOK: stuck}, NOW, lease=lease))
     await asyncio.wait_for(stuck.entered.wait(), 5)
 
     slow.release.set()
@@ -427,7 +435,7 @@ async def test_a_worker_past_its_lease_cannot_reschedule_a_row_another_worker_se
 
     assert late.total == 0
     row = await _row(pool, key)
-    assert (row["attempts"], row["next_attempt_at"]) == (0, NOW + 2 * lease)
+    assert (row["attempts"], row["next_attempt_at"], row["resends"]) == (0, NOW, 1)
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
