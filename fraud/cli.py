@@ -195,7 +195,7 @@ def build_senders(
 async def run(settings: Settings, *, once: bool, port: int) -> None:
     async with build_worker(settings) as worker:
         if once:
-            report = await worker.run_once()
+            report = await worker.run_alone()
             print(
                 f"ingested {report.ingested} events, opened {report.cases.opened} cases, "
                 f"steps {report.cases.steps}, resolved {report.cases.resolved}",

@@ -170,6 +170,7 @@ class Worker:
         started = time.perf_counter()
         report = PassReport()
         await self.drain_streams(report)
+        await self.ingest.trim()  # every pass: the streams hold only what is not acknowledged
         resynced = await self.cache_sync.run_once()
         if resynced:
             log.info("re-wrote %d licenses into the Redis cache", resynced)
@@ -181,6 +182,13 @@ class Worker:
         self.metrics.last_pass.set(self.last_pass_at)
         if send:
             report.notifications = await self.outbox.send_all_due(self.resources.clock)
+        return report
+
+    async def run_alone(self) -> PassReport:
+        """`fraud-worker --once`: one pass, then this consumer leaves the streams' group where
+        it holds nothing, so a run a day (cron) does not leave a consumer a day behind."""
+        report = await self.run_once()
+        await self.ingest.leave()
         return report
 
     def _sent(self, channel: Channel, event: Event) -> None:
@@ -219,12 +227,12 @@ class Worker:
             self.metrics.cases.labels(stage).set(counts.get(stage, 0))
 
     async def run_forever(
-        self, idle_sleep: float = 0.5, trim_every: float = 10.0, periodic_every: float = 5.0
+        self, idle_sleep: float = 0.5, forget_every: float = 10.0, periodic_every: float = 5.0
     ) -> None:
         sending = asyncio.create_task(self.outbox.run(self.resources.clock, self.stopping))
         sending.add_done_callback(self._sending_ended)
         try:
-            await self._passes(idle_sleep, trim_every, periodic_every)
+            await self._passes(idle_sleep, forget_every, periodic_every)
         finally:
             self.stopping.set()
             await sending
@@ -238,8 +246,8 @@ class Worker:
         log.error("the outbox sender stopped unexpectedly: %r", error)
         self.stopping.set()
 
-    async def _passes(self, idle_sleep: float, trim_every: float, periodic_every: float) -> None:
-        last_trim = last_periodic = 0.0
+    async def _passes(self, idle_sleep: float, forget_every: float, periodic_every: float) -> None:
+        last_forget = last_periodic = 0.0
         failures = 0
         while not self.stopping.is_set():
             pause = idle_sleep
@@ -248,10 +256,9 @@ class Worker:
                 report = await self.run_once(periodic=periodic, send=False)
                 if periodic:
                     last_periodic = time.monotonic()
-                if time.monotonic() - last_trim > trim_every:
-                    await self.ingest.trim()
+                if time.monotonic() - last_forget > forget_every:
                     await self.ingest.forget_idle_consumers()
-                    last_trim = time.monotonic()
+                    last_forget = time.monotonic()
                 failures = 0
             except PASS_FAILURES as error:
                 # Fail-closed per pass: nothing was acknowledged that was not committed. An

@@ -21,7 +21,10 @@ from aiohttp.test_utils import TestClient
 
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, Recorded
+from fraud.escalation import DEFAULT_LADDER
 from fraud.ingest import GROUP, IngestReport, StreamIngest, is_transient
+from fraud.worker import Worker
+from metrics import WorkerMetrics
 from tests.integration.helpers import activate, activation_body, create_license, pending_total
 
 Client = TestClient[Any, Any]
@@ -679,4 +682,39 @@ async def test_idle_consumers_with_nothing_pending_are_forgotten(resources: Reso
     await ingest.forget_idle_consumers(max_idle_ms=0)
     names = {c["name"] for c in await resources.redis.xinfo_consumers(stream, GROUP)}
     assert names == {b"dead-with-pending"}  # its entry still waits to be reclaimed
+    assert (await resources.redis.xpending(stream, GROUP))["min"] == held
+
+
+async def test_a_once_run_trims_the_streams_and_leaves_no_consumer_behind(
+    resources: Resources, admin_client: Client, admin_headers: dict[str, str]
+) -> None:
+    """`fraud-worker --once` a day (cron) must not let the streams or the group grow: each
+    run trims what it acknowledged and removes its own consumer (it joins under a new name)."""
+    keys = [await new_license(admin_client, admin_headers) for _ in range(4)]
+    for day in range(3):
+        for key in keys:
+            await record(resources, key, f"server-{day}")
+        worker = Worker(resources, DEFAULT_LADDER, {}, WorkerMetrics(), consumer=f"cron-{day}")
+        report = await worker.run_alone()
+        assert report.ingested == len(keys), report
+        assert await stream_length(resources) == 0, f"day {day}: entries left in the streams"
+        consumers = [
+            consumer["name"]
+            for stream in resources.layout.streams()
+            for consumer in await resources.redis.xinfo_consumers(stream, GROUP)
+        ]
+        assert consumers == [], f"day {day}: consumers left behind: {consumers}"
+    assert len(await stored_event_ids(resources)) == 3 * len(keys)
+
+
+async def test_a_consumer_holding_entries_does_not_leave(resources: Resources) -> None:
+    """What a failed pass read stays pending under its consumer, for another to reclaim."""
+    stream = resources.layout.streams()[0]
+    ingest = StreamIngest(resources.redis, resources.pool, [stream], "holder")
+    await ingest.ensure_groups()
+    held = await resources.redis.xadd(stream, {"id": "x"})
+    await resources.redis.xreadgroup(GROUP, "holder", {stream: ">"})
+    assert await ingest.leave() == 0
+    names = {c["name"] for c in await resources.redis.xinfo_consumers(stream, GROUP)}
+    assert names == {b"holder"}
     assert (await resources.redis.xpending(stream, GROUP))["min"] == held
