@@ -9,9 +9,14 @@ Load a process cannot serve is refused early and cheaply:
 - a request head must arrive within REQUEST_HEAD_TIMEOUT_SECONDS of its first byte, and an
   idle keep-alive connection closes after `Settings.keepalive_timeout_seconds` (aiohttp's
   `keepalive_timeout`, 75 s), see api/wire.py;
-- at most MAX_INFLIGHT activations are answered at once (SPEC §10): one more is answered 503
-  with a Retry-After drawn uniformly from 1-5 s (a fleet told to come back does not come back
-  in step) before its body is read, and counted in `activations_shed_total`.
+- at most MAX_INFLIGHT activations are answered at once (SPEC §10), and an activation whose
+  request waited in the process longer than MAX_QUEUE_DELAY_MS before its turn came (from
+  when its connection last received bytes, api/wire.py, to when its handler starts) is not
+  answered late: either is answered 503 with a Retry-After drawn uniformly from 1-5 s (a
+  fleet told to come back does not come back in step) before its body is read, and counted
+  in `activations_shed_total` by reason (`inflight`, `queued`). An in-flight count alone does
+  not bound latency: under overload requests wait in the event loop's queue, not in
+  handlers, and an answer that took longer than its client waits is work thrown away.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ from activation.api.parsing import (
 )
 from activation.api.problems import ProblemError, problem_answer, retry_after
 from activation.api.signing import Signer
-from activation.api.wire import ProblemServer
+from activation.api.wire import ProblemRequestHandler, ProblemServer
 from activation.client_address import request_client
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
+from metrics.tally import Tally
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -76,6 +82,8 @@ class PublicApi:
         self._releases = resources.releases
         self._event_ids = EventIds()
         self._max_inflight = settings.max_inflight
+        # inf when switched off (0): no request waits longer than that
+        self._max_queue_delay = settings.max_queue_delay_ms / 1000 or float("inf")
         self.inflight = 0  # activations being answered now
         self._trusted_proxies = settings.trusted_proxies
         self._answerer = Answerer(settings.grace, timedelta(days=settings.answer_valid_days))
@@ -135,7 +143,13 @@ class PublicApi:
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.inflight >= self._max_inflight:
-            raise self._shed()
+            raise self._shed(self._metrics.shed_inflight, "activations in progress")
+        connection = request.protocol
+        if (
+            isinstance(connection, ProblemRequestHandler)
+            and time.monotonic() - connection.received_at > self._max_queue_delay
+        ):
+            raise self._shed(self._metrics.shed_queued, "requests waiting")
         self.inflight += 1
         try:
             data = await read_json_object(request)
@@ -144,9 +158,9 @@ class PublicApi:
         finally:
             self.inflight -= 1
 
-    def _shed(self) -> ProblemError:
-        self._metrics.activations_shed.inc()
-        error = ProblemError(503, "the server is at its limit of activations in progress")
+    def _shed(self, counter: Tally, what: str) -> ProblemError:
+        counter.inc()
+        error = ProblemError(503, f"the server is at its limit of {what}")
         error.headers = {"Retry-After": retry_after()}
         return error
 

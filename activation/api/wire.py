@@ -14,11 +14,17 @@ for a request's head.
   parser (no second one): the first bytes received while no request of the connection is
   being handled start the clock, and `ProblemServer` stops it when aiohttp hands the parsed
   request to the handler. A stalled *body* is bounded separately (408, api/parsing.py).
+- `received_at` is when the connection last received bytes (`time.monotonic()`): when a
+  handler starts, the time since then is how long its request, complete by then, waited in
+  the process for its turn (the public API sheds activations that waited too long,
+  api/app.py). Bytes received after the request was complete (a pipelined next request) make
+  that wait look shorter, never longer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -42,15 +48,16 @@ class ProblemRequestHandler(web.RequestHandler):
         self.head_clock: asyncio.TimerHandle | None = None
         self.in_request = False
         self.bytes_in_request = False  # bytes of a next (pipelined) request may have come
+        self.received_at = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         # aiohttp calls this itself with b"" (to resume its parser): no byte of a client's.
-        if not data:
-            pass
-        elif self.in_request:
-            self.bytes_in_request = True
-        elif self.head_clock is None and self.head_timeout is not None:
-            self.start_head_clock()
+        if data:
+            self.received_at = time.monotonic()
+            if self.in_request:
+                self.bytes_in_request = True
+            elif self.head_clock is None and self.head_timeout is not None:
+                self.start_head_clock()
         super().data_received(data)
 
     def start_head_clock(self) -> None:

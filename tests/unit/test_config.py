@@ -20,12 +20,15 @@ def test_defaults_follow_spec_section_10(tmp_path: Path) -> None:
     assert (settings.public_port, settings.admin_port) == (8080, 8081)
     assert settings.database_timeout_seconds == 15
     assert settings.max_inflight == 1000
+    assert settings.max_queue_delay_ms == 50
     assert settings.request_head_timeout_seconds == 10
     assert settings.keepalive_timeout_seconds == 75
     tuned = Settings.from_env(
-        {"MAX_INFLIGHT": "50", "REQUEST_HEAD_TIMEOUT_SECONDS": "3"}, env_file=tmp_path / "absent"
+        {"MAX_INFLIGHT": "50", "REQUEST_HEAD_TIMEOUT_SECONDS": "3", "MAX_QUEUE_DELAY_MS": "0"},
+        env_file=tmp_path / "absent",
     )
     assert (tuned.max_inflight, tuned.request_head_timeout_seconds) == (50, 3)
+    assert tuned.max_queue_delay_ms == 0
     assert (
         Settings.from_env(
             {"DATABASE_TIMEOUT_SECONDS": "3"}, env_file=tmp_path / "absent.env"
