@@ -46,6 +46,9 @@ def print_report(report: dict[str, Any]) -> None:
             f"  {label:<30} {found['requests_per_second']:>8.0f} {found['p50_ms']:>6.2f} ms"
             f" {found['p99_ms']:>6.2f} ms {'-' if cpu is None else f'{cpu:.0f} µs':>9}"
         )
+    shed = report.get("throughput_shed", 0)
+    if shed:
+        print(f"  (the activation server shed {shed} requests with 503 during these runs)")
     ratio_floor = report["ratio_floor"]
     print(f"  activations / bare   {report['ratio_bare']:.2f}")
     print(
