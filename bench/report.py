@@ -64,6 +64,8 @@ def print_report(report: dict[str, Any]) -> None:
         f" {verdict(half['p99_ms'] < TARGET_HALF_LOAD_P99_MS)}"
     )
     print(f"  answers {half['statuses']}; generator lag p99 {half['lag_p99_ms']:.1f} ms")
+    if half.get("shed"):
+        print(f"  (the server shed {half['shed']} of them with 503: they waited past its limit)")
     over = report["overload"]
     recovery = over["recovery_s"]
     print()

@@ -19,8 +19,10 @@ server (the cache is warm, as in production) it measures:
    served p99, share shed with 503, other outcomes, memory, recovery.
 
 Prints the table, writes `--output` (JSON), and exits 1 if an answer was wrong (anything but
-200 below capacity; anything but 200/503/429 above it). It stops its servers, drops the
-database and deletes the Redis keys of its prefix in every case.
+200 below capacity, except 503s the server counted in `activations_shed_total`, which the
+table reports: a request that waited past MAX_QUEUE_DELAY_MS, e.g. while other programs held
+the CPUs; anything but 200/503/429 above it). It stops its servers, drops the database and
+deletes the Redis keys of its prefix in every case.
 
 Environment: BENCH_POSTGRES_URL (an admin connection, default
 postgresql://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL (default REDIS_URL or
@@ -166,9 +168,11 @@ def measure_all(
     capacity = throughput["activations"].requests_per_second
     api = running["activations"]
     say(f"half load: {capacity / 2:.0f} req/s for {args.half_load_seconds} s (open loop)")
+    shed_before = shed_total(api)
     half = measure(
         api.url, bodies_json, [(capacity / 2, 1 + args.half_load_seconds)], record_from=1.0
     )
+    half_shed = round(shed_total(api) - shed_before)
     half_p99 = float(half["phases"][0]["p99_ms"])
     say(
         f"overload: {2 * capacity:.0f} req/s for {args.overload_seconds} s, then"
@@ -189,7 +193,8 @@ def measure_all(
         "ratio_bare": round(capacity / throughput["bare"].requests_per_second, 3),
         "ratio_floor": round(capacity / throughput["floor"].requests_per_second, 3),
         "half_load": {key: half[key] for key in ("lag_p99_ms", "errors", "unfinished")}
-        | half["phases"][0],
+        | half["phases"][0]
+        | {"shed": half_shed},
         "overload": asdict(over),
     }
 
@@ -205,7 +210,9 @@ def wrong_answers(results: dict[str, Any]) -> list[str]:
         if found["non_2xx"] > shed.get(name, 0) or found["socket_errors"]
     ]
     half = results["half_load"]
-    if set(half["statuses"]) != {"200"} or half["unfinished"]:
+    statuses = half["statuses"]
+    not_ok = sum(count for status, count in statuses.items() if status != "200")
+    if not_ok > statuses.get("503", 0) or not_ok > half["shed"] or half["unfinished"]:
         found.append(f"half load: {half['statuses']}, {half['unfinished']} unanswered")
     if results["overload"]["other_outcomes"]:
         found.append(f"overload: {results['overload']['other_detail']}")
