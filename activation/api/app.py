@@ -43,7 +43,13 @@ from activation.api.parsing import (
     parse_deactivation,
     read_json_object,
 )
-from activation.api.problems import ProblemError, problem_answer, retry_after
+from activation.api.problems import (
+    PROBLEM_TYPE,
+    ProblemError,
+    problem_answer,
+    problem_body,
+    retry_after,
+)
 from activation.api.signing import Signer
 from activation.api.wire import ProblemRequestHandler, ProblemServer
 from activation.client_address import request_client
@@ -53,6 +59,9 @@ from metrics import exposition
 from metrics.tally import Tally
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+SHED_INFLIGHT = problem_body(503, "the server is at its limit of activations in progress")
+SHED_QUEUED = problem_body(503, "the server is at its limit of requests waiting")
 
 
 class EventIds:
@@ -143,13 +152,13 @@ class PublicApi:
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.inflight >= self._max_inflight:
-            raise self._shed(self._metrics.shed_inflight, "activations in progress")
+            return self._shed(self._metrics.shed_inflight, SHED_INFLIGHT)
         connection = request.protocol
         if (
             isinstance(connection, ProblemRequestHandler)
             and time.monotonic() - connection.received_at > self._max_queue_delay
         ):
-            raise self._shed(self._metrics.shed_queued, "requests waiting")
+            return self._shed(self._metrics.shed_queued, SHED_QUEUED)
         self.inflight += 1
         try:
             data = await read_json_object(request)
@@ -158,11 +167,13 @@ class PublicApi:
         finally:
             self.inflight -= 1
 
-    def _shed(self, counter: Tally, what: str) -> ProblemError:
+    @staticmethod
+    def _shed(counter: Tally, body: bytes) -> web.Response:
+        """A shed activation's 503: its problem JSON made once, no exception raised (under
+        overload most answers are these)."""
         counter.inc()
-        error = ProblemError(503, f"the server is at its limit of {what}")
-        error.headers = {"Retry-After": retry_after()}
-        return error
+        headers = {"Retry-After": retry_after()}
+        return web.Response(status=503, body=body, content_type=PROBLEM_TYPE, headers=headers)
 
     async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
         """The answer body (JSON, to be signed) to the activation `data` from `ip`."""
