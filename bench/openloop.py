@@ -17,8 +17,8 @@ millisecond after it was due; the lag is reported as `lag_p99_ms`) to the last b
 answer. Requests due before `--record-from` seconds are sent but not recorded.
 
 Prints one JSON object: per phase the answers by status, p50/p99 of all answers and of the
-200s; per window of `--window` seconds (by dispatch time) the requests, the 200s and p99, so
-the caller can see when a server recovered.
+200s; per window of `--window` seconds (by dispatch time) the requests, the 200s, p99 and the
+answers slower than `--slow-ms`, so the caller can see when a server recovered.
 """
 
 from __future__ import annotations
@@ -302,6 +302,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "requests": len(inside),
             "ok": sum(1 for _, _, status in inside if status == 200),
             "p99_ms": ms(percentile(sorted(latency for _, latency, _ in inside), 0.99)),
+            "slow": sum(1 for _, latency, _ in inside if latency * 1000 > args.slow_ms),
         }
         for index, inside in sorted(windows.items())
     ]
@@ -326,6 +327,7 @@ def measure(
     phases: Sequence[tuple[float, float]],
     *,
     record_from: float = 0.0,
+    slow_ms: float = float("inf"),
     connections: int = 32,
     max_connections: int = 4000,
     timeout: float = 10.0,
@@ -335,6 +337,7 @@ def measure(
     command = [sys.executable, __file__, "--url", url, "--bodies", str(bodies_json)]
     command += [f"--phase={rate:.1f}:{seconds}" for rate, seconds in phases]
     command += ["--record-from", str(record_from), "--timeout", str(timeout)]
+    command += ["--slow-ms", str(slow_ms)]
     command += ["--connections", str(connections), "--max-connections", str(max_connections)]
     limit = sum(seconds for _, seconds in phases) + timeout + 60
     finished = subprocess.run(command, capture_output=True, text=True, timeout=limit)
@@ -370,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-connections", type=int, default=4000)
     parser.add_argument("--window", type=float, default=0.1, help="timeline window, seconds")
     parser.add_argument("--timeout", type=float, default=10.0, help="wait for stragglers")
+    parser.add_argument(
+        "--slow-ms", type=float, default=float("inf"), help="counted per window when slower"
+    )
     args = parser.parse_args(argv)
     import uvloop
 

@@ -135,8 +135,11 @@ class ApiMetrics:
         self._by_class = {n: Tally(self.responses.labels(f"{n}xx")) for n in STATUS_CLASSES}
         self.activations_shed = Counter(
             "activations_shed_total",
-            "Activations answered 503 with Retry-After because the process already had "
-            "MAX_INFLIGHT activations in progress (also counted as 5xx in api_responses_total).",
+            "Activations answered 503 with Retry-After before their body was read (also "
+            "counted as 5xx in api_responses_total), by reason: `inflight` (the process already "
+            "had MAX_INFLIGHT activations in progress) or `queued` (the request waited longer "
+            "than MAX_QUEUE_DELAY_MS in the process before its turn).",
+            ["reason"],
             registry=self.registry,
         )
         self.dependency_errors = Counter(
@@ -151,6 +154,9 @@ class ApiMetrics:
         self.script_latency = LatencyTally(script_latency)
         self.cache_hits = Tally(cache_hits)
         self.cache_misses = Tally(cache_misses)
+        # Tallies: under overload most answers are these.
+        self.shed_inflight = Tally(self.activations_shed.labels("inflight"))
+        self.shed_queued = Tally(self.activations_shed.labels("queued"))
         self.registry.fold_on_collect(
             [
                 *self.activations_by_code.values(),
@@ -158,6 +164,8 @@ class ApiMetrics:
                 self.script_latency,
                 self.cache_hits,
                 self.cache_misses,
+                self.shed_inflight,
+                self.shed_queued,
                 *self._by_class.values(),
             ]
         )

@@ -9,9 +9,14 @@ Load a process cannot serve is refused early and cheaply:
 - a request head must arrive within REQUEST_HEAD_TIMEOUT_SECONDS of its first byte, and an
   idle keep-alive connection closes after `Settings.keepalive_timeout_seconds` (aiohttp's
   `keepalive_timeout`, 75 s), see api/wire.py;
-- at most MAX_INFLIGHT activations are answered at once (SPEC §10): one more is answered 503
-  with a Retry-After drawn uniformly from 1-5 s (a fleet told to come back does not come back
-  in step) before its body is read, and counted in `activations_shed_total`.
+- at most MAX_INFLIGHT activations are answered at once (SPEC §10), and an activation whose
+  request waited in the process longer than MAX_QUEUE_DELAY_MS before its turn came (from
+  when its connection last received bytes, api/wire.py, to when its handler starts) is not
+  answered late: either is answered 503 with a Retry-After drawn uniformly from 1-5 s (a
+  fleet told to come back does not come back in step) before its body is read, and counted
+  in `activations_shed_total` by reason (`inflight`, `queued`). An in-flight count alone does
+  not bound latency: under overload requests wait in the event loop's queue, not in
+  handlers, and an answer that took longer than its client waits is work thrown away.
 """
 
 from __future__ import annotations
@@ -38,15 +43,25 @@ from activation.api.parsing import (
     parse_deactivation,
     read_json_object,
 )
-from activation.api.problems import ProblemError, problem_answer, retry_after
+from activation.api.problems import (
+    PROBLEM_TYPE,
+    ProblemError,
+    problem_answer,
+    problem_body,
+    retry_after,
+)
 from activation.api.signing import Signer
-from activation.api.wire import ProblemServer
+from activation.api.wire import ProblemRequestHandler, ProblemServer
 from activation.client_address import request_client
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
 from metrics import exposition
+from metrics.tally import Tally
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+SHED_INFLIGHT = problem_body(503, "the server is at its limit of activations in progress")
+SHED_QUEUED = problem_body(503, "the server is at its limit of requests waiting")
 
 
 class EventIds:
@@ -76,6 +91,8 @@ class PublicApi:
         self._releases = resources.releases
         self._event_ids = EventIds()
         self._max_inflight = settings.max_inflight
+        # inf when switched off (0): no request waits longer than that
+        self._max_queue_delay = settings.max_queue_delay_ms / 1000 or float("inf")
         self.inflight = 0  # activations being answered now
         self._trusted_proxies = settings.trusted_proxies
         self._answerer = Answerer(settings.grace, timedelta(days=settings.answer_valid_days))
@@ -135,7 +152,13 @@ class PublicApi:
 
     async def activate(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.inflight >= self._max_inflight:
-            raise self._shed()
+            return self._shed(self._metrics.shed_inflight, SHED_INFLIGHT)
+        connection = request.protocol
+        if (
+            isinstance(connection, ProblemRequestHandler)
+            and time.monotonic() - connection.received_at > self._max_queue_delay
+        ):
+            return self._shed(self._metrics.shed_queued, SHED_QUEUED)
         self.inflight += 1
         try:
             data = await read_json_object(request)
@@ -144,11 +167,13 @@ class PublicApi:
         finally:
             self.inflight -= 1
 
-    def _shed(self) -> ProblemError:
-        self._metrics.activations_shed.inc()
-        error = ProblemError(503, "the server is at its limit of activations in progress")
-        error.headers = {"Retry-After": retry_after()}
-        return error
+    @staticmethod
+    def _shed(counter: Tally, body: bytes) -> web.Response:
+        """A shed activation's 503: its problem JSON made once, no exception raised (under
+        overload most answers are these)."""
+        counter.inc()
+        headers = {"Retry-After": retry_after()}
+        return web.Response(status=503, body=body, content_type=PROBLEM_TYPE, headers=headers)
 
     async def _activation(self, data: dict[str, Any], ip: str) -> bytes:
         """The answer body (JSON, to be signed) to the activation `data` from `ip`."""

@@ -45,6 +45,16 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> web.Response:
+    return web.Response(
+        status=status,
+        body=problem_body(status, detail, **extra),
+        content_type=PROBLEM_TYPE,
+        headers=headers,
+    )
+
+
+def problem_body(status: int, detail: str, **extra: Any) -> bytes:
+    """The JSON of a problem answer (`problem`'s body)."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": _TITLES.get(status, "Error"),
@@ -52,9 +62,7 @@ def problem(
         "detail": detail,
     }
     body.update(extra)
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type=PROBLEM_TYPE, headers=headers
-    )
+    return orjson.dumps(body)
 
 
 class ProblemError(Exception):

@@ -12,13 +12,19 @@ for a request's head.
   the whole idle allowance again after the next answer, and a long allowance is what a load
   balancer's pooled connections want. So the deadline is kept here, around aiohttp's own
   parser (no second one): the first bytes received while no request of the connection is
-  being handled start the clock, and `ProblemServer` stops it when aiohttp hands the parsed
-  request to the handler. A stalled *body* is bounded separately (408, api/parsing.py).
+  being handled begin a head, which ends when aiohttp hands the parsed request to the handler
+  (`ProblemServer`). A stalled *body* is bounded separately (408, api/parsing.py).
+- `received_at` is when the connection last received bytes (`time.monotonic()`): when a
+  handler starts, the time since then is how long its request, complete by then, waited in
+  the process for its turn (the public API sheds activations that waited too long,
+  api/app.py). Bytes received after the request was complete (a pipelined next request) make
+  that wait look shorter, never longer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -37,49 +43,61 @@ class ProblemRequestHandler(web.RequestHandler):
         self, manager: web.Server, *, head_timeout: float | None = None, **kwargs: Any
     ) -> None:
         super().__init__(manager, **kwargs)
+        self.loop = asyncio.get_running_loop()
         self.head_timeout = head_timeout
         self.heads_overdue = 0
+        # The clock is not stopped when a head arrives: it stays set, and when it rings it
+        # looks at the head begun since (if any) and sets itself again for what remains of
+        # that head's allowance. A keep-alive connection's requests set no timer each.
         self.head_clock: asyncio.TimerHandle | None = None
+        self.head_begun_at: float | None = None  # time.monotonic() of the head's first bytes
         self.in_request = False
         self.bytes_in_request = False  # bytes of a next (pipelined) request may have come
+        self.received_at = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         # aiohttp calls this itself with b"" (to resume its parser): no byte of a client's.
-        if not data:
-            pass
-        elif self.in_request:
-            self.bytes_in_request = True
-        elif self.head_clock is None and self.head_timeout is not None:
-            self.start_head_clock()
+        if data:
+            self.received_at = now = time.monotonic()
+            if self.in_request:
+                self.bytes_in_request = True
+            elif self.head_begun_at is None and self.head_timeout is not None:
+                self.head_begun(now, self.head_timeout)
         super().data_received(data)
 
-    def start_head_clock(self) -> None:
-        assert self.head_timeout is not None
-        loop = asyncio.get_running_loop()
-        self.head_clock = loop.call_later(self.head_timeout, self.head_overdue)
-
-    def stop_head_clock(self) -> None:
-        if self.head_clock is not None:
-            self.head_clock.cancel()
-            self.head_clock = None
+    def head_begun(self, now: float, timeout: float) -> None:
+        self.head_begun_at = now
+        if self.head_clock is None:
+            self.head_clock = self.loop.call_later(timeout, self.head_clock_rang)
 
     def head_arrived(self) -> None:
         """aiohttp parsed a request's head: its handler runs now."""
-        self.stop_head_clock()
+        self.head_begun_at = None
         self.in_request = True
         self.bytes_in_request = False
 
     def request_answered(self) -> None:
         """The handler returned; bytes that came meanwhile may begin the next head."""
         self.in_request = False
-        if self.bytes_in_request and self.head_timeout is not None and self.head_clock is None:
-            self.start_head_clock()
+        if self.bytes_in_request and self.head_timeout is not None:
+            self.head_begun(time.monotonic(), self.head_timeout)
 
-    def head_overdue(self) -> None:
+    def head_clock_rang(self) -> None:
         self.head_clock = None
-        if not self.in_request:
-            self.heads_overdue += 1
-            self.force_close()
+        begun, timeout = self.head_begun_at, self.head_timeout
+        if begun is None or timeout is None or self.in_request:
+            return  # no head is awaited: the next one sets the clock
+        remaining = begun + timeout - time.monotonic()
+        if remaining > 0.001:
+            self.head_clock = self.loop.call_later(remaining, self.head_clock_rang)
+            return
+        self.heads_overdue += 1
+        self.force_close()
+
+    def stop_head_clock(self) -> None:
+        if self.head_clock is not None:
+            self.head_clock.cancel()
+            self.head_clock = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.stop_head_clock()

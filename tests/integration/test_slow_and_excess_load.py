@@ -9,6 +9,10 @@ timer closes which connection, not the defaults (test_config.py checks those).
 MAX_INFLIGHT: a real burst against the real server while its own redis-server is paused
 (CLIENT PAUSE, a Redis of this test's own: the shared one is not paused): the activations in
 progress wait, those beyond the limit are answered 503 with a jittered Retry-After at once.
+
+MAX_QUEUE_DELAY_MS: two activations pipelined on one connection while that Redis is paused:
+the second's turn comes only after the first was answered, long after it arrived, and it is
+answered 503 at once instead of late.
 """
 
 from __future__ import annotations
@@ -241,7 +245,9 @@ async def test_beyond_max_inflight_activations_are_shed_with_a_jittered_retry_af
                 results = await asyncio.gather(*(post(n) for n in range(BURST)))
                 took = time.monotonic() - started
                 after = await post(0)
-                shed_metric = resources.metrics.registry.get_sample_value("activations_shed_total")
+                shed_metric = resources.metrics.registry.get_sample_value(
+                    "activations_shed_total", {"reason": "inflight"}
+                )
     finally:
         await pauser.aclose()
     statuses = Counter(status for status, _, _ in results)
@@ -256,3 +262,51 @@ async def test_beyond_max_inflight_activations_are_shed_with_a_jittered_retry_af
     assert took >= PAUSE_MS / 1000 * 0.8, took  # the admitted ones did wait for Redis
     assert after[0] == 200, after  # and the process serves again at once
     assert api.inflight == 0
+
+
+async def test_an_activation_that_waited_past_max_queue_delay_is_shed_not_answered_late(
+    settings: Settings, own_redis: str, aiohttp_client: Any, admin_headers: dict[str, str]
+) -> None:
+    """MAX_QUEUE_DELAY_MS (README, configuration): two activations arrive together, pipelined
+    on one connection, while Redis is paused for PAUSE_MS; the first waits for Redis and is
+    answered 200, the second's handler starts only after that, PAUSE_MS after its bytes
+    arrived, over the 100 ms allowed: 503 with Retry-After, counted as `queued`."""
+    configured = dataclasses.replace(
+        settings, redis_url=own_redis, max_queue_delay_ms=100, test_clock=False
+    )
+    await _clean(configured)
+    pauser = aioredis.Redis.from_url(own_redis)
+    try:
+        async with open_resources(configured) as resources:
+            admin = await aiohttp_client(create_admin_app(resources))
+            key = str((await create_license(admin, admin_headers))["key"])
+            first, second = (orjson.dumps(activation_body(key, f"server-{n}")) for n in (1, 2))
+            async with _serving(PublicApi(resources)) as port:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(_request(first))  # the license is cached after this one
+                assert (await _answer(reader)).startswith(b"HTTP/1.1 200")
+                await pauser.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+                writer.write(_request(first) + _request(second))
+                answers = [await _answer(reader), await _answer(reader)]
+                writer.write(_request(second))  # on its own, not waiting: served
+                alone = await _answer(reader)
+                writer.close()
+                registry = resources.metrics.registry
+                shed = {
+                    reason: registry.get_sample_value("activations_shed_total", {"reason": reason})
+                    for reason in ("queued", "inflight")
+                }
+    finally:
+        await pauser.aclose()
+    heads = [answer.split(b"\r\n\r\n", 1)[0].decode() for answer in answers]
+    assert heads[0].startswith("HTTP/1.1 200"), heads
+    assert heads[1].startswith("HTTP/1.1 503"), heads
+    retry_after = next(
+        line.split(":", 1)[1].strip()
+        for line in heads[1].split("\r\n")
+        if line.lower().startswith("retry-after:")
+    )
+    assert 1 <= int(retry_after) <= 5, heads[1]
+    assert orjson.loads(answers[1].split(b"\r\n\r\n", 1)[1])["status"] == 503
+    assert alone.startswith(b"HTTP/1.1 200"), alone
+    assert shed == {"queued": 1, "inflight": 0}, shed
