@@ -199,7 +199,6 @@ async def test_worker_metrics_move_with_their_events(fleet: Fleet) -> None:
     assert value(registry, "stream_lag_entries") == 2
     assert value(registry, "stream_pending_entries") == 0
     assert value(registry, "stream_length_entries") == 2
-    assert value(registry, "stream_length_entries") >= 4
 
     # Walk the ladder (R14): both servers keep phoning home; steps at days 30, 37 and 44.
     for days, step in ((30, "grace_over"), (7, "reminder"), (7, "disable")):
