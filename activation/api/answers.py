@@ -16,16 +16,13 @@ sets them only for keys over their limit or with a case).
 
 Memo entries hold only strings, booleans and bytes, which the garbage collector stops
 tracking at its first look: with more licenses than the memo holds, entries come and go all
-the time, and entries made of objects (decisions, parsed licenses) made every collection
-scan them, with pauses of 10-80 ms measured at 60,000 licenses. Anything involving a case, a
-key over its limit or time within a day goes through `decide()` every time.
+the time, and entries made of objects (decisions, parsed licenses) would make every collection
+scan them. Anything involving a case, a key over its limit or time within a day goes through
+`decide()` every time.
 
 The memo is bounded (MEMO_LIMIT entries, ≈ 1 KB each) and drops its least recently used entry
-when full. It used to be cleared when full: with more licenses phoning home than it holds,
-that halves its hits (simulated, uniform traffic over 60,000 licenses: 53 % hits against 81 %
-for LRU), and every miss pays `decide()` and rendering, which `make bench --licenses 60000`
-showed as ≈ 40 µs more server CPU per activation than with 10,000 licenses. A hit costs one
-`move_to_end` more.
+when full, so with more licenses phoning home than it holds the most active ones keep their
+entries (clearing it when full would halve its hits); a hit costs one `move_to_end` more.
 """
 
 from __future__ import annotations

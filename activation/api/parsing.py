@@ -56,8 +56,8 @@ _VERSIONS_LIMIT = 4096
 
 class ActivationBody(NamedTuple):
     """A parsed activation request. Named tuples here and for the other per-request records
-    (`ActivationRequest`, `Recorded`): built in 0.4 µs against 1.9 µs for a frozen dataclass,
-    as immutable."""
+    (`ActivationRequest`, `Recorded`): as immutable as a frozen dataclass, and several times
+    cheaper to build."""
 
     license_key: str
     fingerprint: str
@@ -76,8 +76,8 @@ class DeactivationBody(NamedTuple):
 
 async def read_json_object(request: web.BaseRequest) -> dict[str, Any]:
     """415 unless JSON; 413 over 8 KiB; 400 unless the body is one JSON object."""
-    # The exact header most clients send is accepted without aiohttp's full parse of it
-    # (≈ 7 µs a request); any other spelling, parameters included, gets that parse.
+    # The exact header most clients send is accepted without aiohttp's full parse of it; any
+    # other spelling, parameters included, gets that parse.
     if (
         request.headers.get("Content-Type") != "application/json"
         and request.content_type != "application/json"

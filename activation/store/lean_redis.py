@@ -1,8 +1,8 @@
 """A lean, multiplexed Redis connection for the one hot call: EVALSHA of the activation script.
 
-Why: redis-py's asyncio client spends about 100 µs of Python per call (connection pool checkout,
-command packing, response parsing in several layers); the activation itself needs one request
-and one reply. This connection packs the command with hiredis, writes it at once, and matches
+Why: redis-py's asyncio client spends several times the activation's own work in Python per
+call (connection pool checkout, command packing, response parsing in several layers); the
+activation itself needs one request and one reply. This connection packs the command with hiredis, writes it at once, and matches
 replies to callers in order (Redis answers one connection's commands in order), so concurrent
 requests share one socket and one event-loop read. redis-py still serves everything else.
 
@@ -92,10 +92,10 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
 
 
 # Commands queued in one event-loop pass leave together, and early once this many wait: under
-# load a pass brings dozens of activations, and sent all at its end they kept Redis idle while
-# the server parsed them and the server idle while Redis ran them; in groups Redis starts on
-# the first while the rest are parsed (lab A/B, 10 interleaved pairs: +4 % activations/s, 9
-# pairs of 10). A write per 8 commands keeps the system calls few.
+# load a pass brings dozens of activations, and sent all at its end they would keep Redis idle
+# while the server parses them and the server idle while Redis runs them; in groups Redis
+# starts on the first while the rest are parsed. A write per 8 commands keeps the system calls
+# few.
 FLUSH_EVERY = 8
 
 
