@@ -2,9 +2,10 @@
 
 Why: redis-py's asyncio client spends several times the activation's own work in Python per
 call (connection pool checkout, command packing, response parsing in several layers); the
-activation itself needs one request and one reply. This connection packs the command with hiredis, writes it at once, and matches
-replies to callers in order (Redis answers one connection's commands in order), so concurrent
-requests share one socket and one event-loop read. redis-py still serves everything else.
+activation itself needs one request and one reply. This connection packs the command with
+hiredis, writes it at once, and matches replies to callers in order (Redis answers one
+connection's commands in order), so concurrent requests share one socket and one event-loop
+read. redis-py still serves everything else.
 
 Commands are packed by `hiredis.pack_command`, which writes RESP lengths in bytes of the
 UTF-8 encoding: any text, NUL bytes and astral characters included, goes to Redis exactly.
