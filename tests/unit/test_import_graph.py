@@ -6,6 +6,7 @@ the files together for a reader."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,7 +146,7 @@ def _cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
     return components
 
 
-def _describe_cycles(components: set[frozenset[str]]) -> str:
+def _describe_cycles(components: AbstractSet[frozenset[str]]) -> str:
     return "\n".join("  " + " <-> ".join(sorted(c)) for c in sorted(components, key=sorted))
 
 
@@ -167,7 +168,7 @@ def test_nothing_under_activation_but_the_composition_roots_imports_fraud() -> N
         if imported.split(".")[0] == "fraud"
     }
 
-    def describe(edges: set[tuple[str, str]]) -> str:
+    def describe(edges: AbstractSet[tuple[str, str]]) -> str:
         return "\n".join(f"  {a} -> {b}" for a, b in sorted(edges))
 
     assert found == KNOWN_UPWARD, (
