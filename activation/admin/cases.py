@@ -24,8 +24,8 @@ from activation.admin.auth import actor, requires
 from activation.admin.state import Role, now, render, resources_of
 from activation.api.problems import ProblemError, bad_field
 from activation.config import Settings
-from activation.licensing.model import CaseStage
-from fraud.cases import ActionRefused, TeamAction
+from activation.licensing.model import CaseStage, TeamAction
+from fraud.cases import ActionRefused
 from fraud.escalation import Ladder, ladder_from_settings
 from fraud.review import actions, queries, summary
 

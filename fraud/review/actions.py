@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 
 from activation.admin import audit
+from activation.licensing.model import TeamAction
 from activation.runtime import Resources
-from fraud.cases import ActionResult, TeamAction, apply_action
+from fraud.cases import ActionResult, apply_action
 from fraud.escalation import Ladder
 from fraud.review import queries, summary
 from fraud.review.persist import save_action

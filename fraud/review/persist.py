@@ -9,7 +9,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from fraud.cases import ActionResult, Case, TeamAction
+from activation.licensing.model import TeamAction
+from fraud.cases import ActionResult, Case
 from fraud.disabling import disable_license
 from fraud.escalation import Ladder
 from fraud.review.summary import next_due

@@ -29,8 +29,6 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
         ("activation.admin.cases", "fraud.review.summary"),
         # A license's admin view shows its open cases.
         ("activation.admin.license_common", "fraud.review.queries"),
-        # The OpenAPI document names the case states.
-        ("activation.api.openapi", "fraud.cases"),
     }
 )
 
