@@ -184,8 +184,8 @@ async def _start_sites(
 ) -> list[web.ServerRunner | ProblemAppRunner]:
     """The public API on aiohttp's low-level server (see api/app.py), the admin API and
     console on an Application."""
-    from activation.admin.app import create_admin_app
     from activation.api.wire import ProblemAppRunner
+    from fraud.admin_app import create_admin_app
 
     public_runner = web.ServerRunner(public.server())
     await public_runner.setup()

@@ -14,7 +14,6 @@ import secrets
 from aiohttp import web
 
 from activation.admin.auth import failures_of, principal_for
-from activation.admin.cases import MAX_NOTE, ladder_of
 from activation.admin.parsing import whole_number
 from activation.admin.state import Role, resources_of
 from activation.client_address import request_client
@@ -26,6 +25,7 @@ from fraud.console.pages import show_case
 from fraud.console.render import FORM, redirect, render, session_of
 from fraud.console.views import DESTRUCTIVE
 from fraud.review import actions
+from fraud.review.routes import MAX_NOTE, ladder_of
 
 LOGIN_SECONDS = 1800
 

@@ -1,5 +1,5 @@
 """One fraud-team action end to end (SPEC §6, R12, R15, R17): the single code path the JSON API
-(`activation.admin.cases`) and the console (`fraud.console`) both call.
+(`fraud.review.routes`) and the console (`fraud.console`) both call.
 
 - One PostgreSQL transaction holds the locked case row, `fraud.cases.apply_action`, the case and
   license change (`persist.save_action`), the timeline row and the audit rows.
