@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,7 +46,7 @@ routes = web.RouteTableDef()
 
 def ladder_for(settings: Settings) -> Ladder:
     """The escalation ladder (R14) as the worker builds it; read once per app."""
-    return ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    return ladder_from_settings(settings.grace_days, settings.escalation_ladder)
 
 
 def ladder_of(request: web.Request) -> Ladder:
