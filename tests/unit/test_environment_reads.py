@@ -4,6 +4,7 @@ so the configuration is validated at start-up and the README's table is the whol
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,3 +54,13 @@ def test_only_settings_reads_the_environment() -> None:
     assert outside == [], f"read the environment outside Settings: {outside}"
     stale = sorted(ALLOWED - found)
     assert stale == [], f"allowed but no longer touching the environment (remove them): {stale}"
+
+
+def test_the_readme_table_lists_every_variable_settings_reads_once() -> None:
+    read = re.findall(r'reader\.\w+\(\s*"([A-Z0-9_]+)"', (ROOT / SETTINGS).read_text())
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \|", (ROOT / "README.md").read_text(), re.M)
+    twice = sorted({name for name in rows if rows.count(name) > 1})
+    assert twice == [], f"listed more than once in the README's configuration table: {twice}"
+    missing, extra = sorted(set(read) - set(rows)), sorted(set(rows) - set(read))
+    assert missing == [], f"read by Settings, missing from the README's table: {missing}"
+    assert extra == [], f"in the README's table, not read by Settings: {extra}"
