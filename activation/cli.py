@@ -71,6 +71,7 @@ def server_main(argv: Sequence[str] | None = None) -> None:
     if args.admin_port is not None:
         overrides["admin_port"] = args.admin_port
     settings = settings.with_overrides(**overrides)
+    configure_logging(settings.log_format, settings.log_level)
     warn_unsafe_modes(settings)
     if settings.database_url is None or settings.redis_url is None:
         sys.exit("DATABASE_URL and REDIS_URL must be set (or use activation-dev)")
@@ -184,8 +185,8 @@ async def _start_sites(
 ) -> list[web.ServerRunner | ProblemAppRunner]:
     """The public API on aiohttp's low-level server (see api/app.py), the admin API and
     console on an Application."""
-    from activation.admin.app import create_admin_app
     from activation.api.wire import ProblemAppRunner
+    from fraud.admin_app import create_admin_app
 
     public_runner = web.ServerRunner(public.server())
     await public_runner.setup()
@@ -245,5 +246,5 @@ def supervise(
 
 
 def _child(settings: Settings) -> None:
-    configure_logging()
+    configure_logging(settings.log_format, settings.log_level)
     serve(settings, reuse_port=True)

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 ENVIRONMENT_ONLY = ("TEST_CLOCK", "DEV")
 MIN_BOOTSTRAP_TOKEN_CHARS = 32
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -74,6 +76,20 @@ class Settings:
     signing_keys_dir: str | None = None
     trusted_proxies: TrustedNetworks = ()
     activation_events_retention_days: int = 400
+    # The escalation ladder (R14) as `days:step,...`; None: the default ladder shifted to
+    # GRACE_DAYS. Parsed and checked by fraud/escalation.py, which builds the ladder.
+    escalation_ladder: str | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
+    # The fraud worker: its health and metrics port, the ingest's batch and reclaim idle, and
+    # how the outbox sends (fraud/notify/sending.py checks the lease covers the timeouts).
+    worker_port: int = 8082
+    ingest_batch_size: int = 1000
+    ingest_min_idle_ms: int = 30_000
+    send_concurrency: int = 8
+    smtp_timeout_seconds: float = 30.0
+    webhook_timeout_seconds: float = 10.0
+    outbox_lease_seconds: float = 120.0
 
     @property
     def grace(self) -> timedelta:
@@ -143,6 +159,16 @@ class Settings:
             activation_events_retention_days=reader.integer(
                 "ACTIVATION_EVENTS_RETENTION_DAYS", 400, minimum=31
             ),
+            escalation_ladder=reader.text("ESCALATION_LADDER"),
+            log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, "text", upper=False),
+            log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            worker_port=reader.integer("WORKER_PORT", 8082, minimum=0),
+            ingest_batch_size=reader.integer("INGEST_BATCH_SIZE", 1000, minimum=1),
+            ingest_min_idle_ms=reader.integer("INGEST_MIN_IDLE_MS", 30_000, minimum=1),
+            send_concurrency=reader.integer("SEND_CONCURRENCY", 8, minimum=1),
+            smtp_timeout_seconds=reader.number("SMTP_TIMEOUT_SECONDS", 30.0),
+            webhook_timeout_seconds=reader.number("WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            outbox_lease_seconds=reader.number("OUTBOX_LEASE_SECONDS", 120.0),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -198,6 +224,28 @@ class _Reader:
             return parse_trusted(self.text(name) or "")
         except ValueError as error:
             raise SettingsError(f"{name}: {error}") from None
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str, *, upper: bool) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        """A positive number of seconds."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise SettingsError(f"{name} must be a positive number, got {raw!r}")
+        return value
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         raw = self.text(name)

@@ -90,6 +90,7 @@ def main() -> None:
     configure_logging()
     DEV_DIR.mkdir(exist_ok=True)
     base = Settings.from_env({**os.environ, "DEV": "1"})  # activation-dev is dev mode
+    configure_logging(base.log_format, base.log_level)
     base = base.with_overrides(
         dev=True,
         admin_bootstrap_token=base.admin_bootstrap_token or DEV_ADMIN_TOKEN,
@@ -125,7 +126,7 @@ async def run_dev_worker(resources: Resources, stop: asyncio.Event) -> None:
     if settings.smtp_url is None:
         sink = start_mail_sink(DEV_SMTP_PORT)
         settings = settings.with_overrides(smtp_url=f"smtp://127.0.0.1:{DEV_SMTP_PORT}")
-    ladder = ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    ladder = ladder_from_settings(settings.grace_days, settings.escalation_ladder)
     async with aiohttp.ClientSession() as session:
         worker = Worker(resources, ladder, build_senders(settings, session), WorkerMetrics())
         worker.stopping = stop

@@ -1,13 +1,13 @@
 """Logging set-up of every process: plain text for people, JSON lines for log collectors.
 
 `LOG_FORMAT=json` gives one JSON object per line (`ts`, `level`, `logger`, `message`, and
-`error` with the traceback when there is one); `LOG_LEVEL` sets the level (default INFO).
+`error` with the traceback when there is one); `LOG_LEVEL` sets the level (default INFO). Both
+are read by `Settings`; until a process has its settings it logs plain text at INFO.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 
 import orjson
@@ -29,12 +29,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def configure_logging() -> None:
+def configure_logging(log_format: str = "text", log_level: str = "INFO") -> None:
     handler = logging.StreamHandler()
-    if os.environ.get("LOG_FORMAT", "text").lower() == "json":
+    if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    root.setLevel(log_level)

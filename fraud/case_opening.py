@@ -24,7 +24,8 @@ from activation.store.keys import KeyLayout
 from fraud.case_runner import timeline
 from fraud.cases import is_leak
 from fraud.escalation import Ladder
-from fraud.ingest import Event, Opened
+from fraud.events import Event
+from fraud.ingest import Opened
 from fraud.notify.outbox import Channel, enqueue
 
 log = logging.getLogger(__name__)

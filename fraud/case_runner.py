@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 from redis.asyncio import Redis
 
 from activation.licensing.model import CaseStage
@@ -31,6 +30,7 @@ from fraud.cases import (
     grace_ends_at,
     severity,
 )
+from fraud.disabling import disable_license
 from fraud.escalation import Action, Ladder, Rung
 from fraud.notify.outbox import Channel, enqueue
 from fraud.review.queries import case_from_row, fetch_case
@@ -267,29 +267,6 @@ class CaseRunner:
             "resolved",
             f"resolved by itself: {active} active, {allowed} allowed (R15)",
         )
-
-
-async def disable_license(
-    connection: asyncpg.Connection, key: str, now: datetime, actor: str, reason: str
-) -> None:
-    """PostgreSQL side of disabling (the caller refreshes Redis after the commit)."""
-    before = await connection.fetchval("SELECT status FROM licenses WHERE key = $1", key)
-    await connection.execute(
-        """UPDATE licenses SET status = 'disabled', disabled_reason = $2, disabled_at = $3,
-               updated_at = $3 WHERE key = $1""",
-        key,
-        reason,
-        now,
-    )
-    await connection.execute(
-        "INSERT INTO audit_log (at, actor, action, target, before, after) "
-        "VALUES ($1, $2, 'license.disable', $3, $4, $5)",
-        now,
-        actor,
-        f"license:{key}",
-        orjson.dumps({"status": before}).decode(),
-        orjson.dumps({"status": "disabled", "reason": reason}).decode(),
-    )
 
 
 async def timeline(

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from activation.licensing.model import CaseStage
+from activation.licensing.model import CaseStage, TeamAction
 from fraud.escalation import Ladder, Rung, Step
 
 LEAK_THRESHOLD = 5
@@ -181,19 +180,6 @@ def _stage_after(ladder: Ladder, done: frozenset[Step]) -> CaseStage:
         if rung.step in done and rung.stage_after is not None:
             stage = rung.stage_after
     return stage
-
-
-class TeamAction(StrEnum):
-    """The fraud team's case actions (SPEC §6, R15)."""
-
-    HOLD = "hold"
-    RELEASE_HOLD = "release_hold"
-    EXTEND = "extend"
-    RESOLVE = "resolve"
-    GRANT_EXCEPTION = "grant_exception"
-    DISABLE = "disable"
-    ENABLE = "enable"
-    LOG_CALL = "log_call"
 
 
 class ActionRefused(Exception):

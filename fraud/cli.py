@@ -26,11 +26,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import aiohttp
@@ -44,7 +43,7 @@ from activation.logs import configure_logging
 from activation.runtime import open_resources
 from fraud.case_opening import CaseOpener
 from fraud.dead_letters import replay_dead_letters
-from fraud.escalation import ladder_from_settings
+from fraud.escalation import Ladder, ladder_from_settings
 from fraud.notify.email import SmtpSender
 from fraud.notify.outbox import Channel, Sender
 from fraud.notify.sending import SendOptions
@@ -66,14 +65,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        ingest_options(os.environ)
-        send_options(os.environ)
+        send_options(settings)
+        escalation_ladder(settings)
     except SettingsError as error:
         sys.exit(f"configuration error: {error}")
+    configure_logging(settings.log_format, settings.log_level)
     warn_unsafe_modes(settings)
     if settings.database_url is None or settings.redis_url is None:
         sys.exit("DATABASE_URL and REDIS_URL must be set")
-    port = args.port if args.port is not None else int(os.environ.get("WORKER_PORT", "8082"))
+    port = args.port if args.port is not None else settings.worker_port
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -85,13 +85,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 @contextlib.asynccontextmanager
 async def build_worker(settings: Settings) -> AsyncIterator[Worker]:
-    ladder = ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    ladder = escalation_ladder(settings)
     async with (
         open_resources(settings, signing=False) as resources,
         aiohttp.ClientSession() as session,
     ):
-        batch_size, min_idle_ms = ingest_options(os.environ)
-        sending = send_options(os.environ)
+        sending = send_options(settings)
         senders = build_senders(settings, session, sending)
         try:
             yield Worker(
@@ -99,8 +98,8 @@ async def build_worker(settings: Settings) -> AsyncIterator[Worker]:
                 ladder,
                 senders,
                 WorkerMetrics(),
-                batch_size=batch_size,
-                min_idle_ms=min_idle_ms,
+                batch_size=settings.ingest_batch_size,
+                min_idle_ms=settings.ingest_min_idle_ms,
                 sending=sending,
             )
         finally:
@@ -109,24 +108,9 @@ async def build_worker(settings: Settings) -> AsyncIterator[Worker]:
                 await email.close()
 
 
-def ingest_options(environ: Mapping[str, str]) -> tuple[int, int]:
-    """(INGEST_BATCH_SIZE, INGEST_MIN_IDLE_MS) from the environment, validated."""
-    values = []
-    for name, default in (("INGEST_BATCH_SIZE", 1000), ("INGEST_MIN_IDLE_MS", 30_000)):
-        raw = environ.get(name, "").strip()
-        try:
-            value = int(raw) if raw else default
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-        if value < 1:
-            raise SettingsError(f"{name} must be at least 1, got {value}")
-        values.append(value)
-    return values[0], values[1]
-
-
 async def replay(settings: Settings) -> None:
     """Replay the dead letters, opening what they show as the worker would (cases, leaks)."""
-    ladder = ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    ladder = escalation_ladder(settings)
     async with open_resources(settings, signing=False) as resources:
         opener = CaseOpener(
             resources.redis, resources.layout, ladder, leak_threshold=settings.leak_threshold
@@ -141,35 +125,26 @@ async def replay(settings: Settings) -> None:
     )
 
 
-def send_options(environ: Mapping[str, str]) -> SendOptions:
-    """SEND_CONCURRENCY, SMTP_TIMEOUT_SECONDS, WEBHOOK_TIMEOUT_SECONDS and
-    OUTBOX_LEASE_SECONDS from the environment, validated."""
-    defaults = SendOptions()
-    values: dict[str, float] = {}
-    for name, default in (
-        ("SEND_CONCURRENCY", float(defaults.concurrency)),
-        ("SMTP_TIMEOUT_SECONDS", defaults.email_timeout),
-        ("WEBHOOK_TIMEOUT_SECONDS", defaults.webhook_timeout),
-        ("OUTBOX_LEASE_SECONDS", defaults.lease.total_seconds()),
-    ):
-        raw = environ.get(name, "").strip()
-        try:
-            values[name] = float(raw) if raw else default
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not values["SEND_CONCURRENCY"].is_integer():
-        raise SettingsError(
-            f"SEND_CONCURRENCY must be a whole number, got {values['SEND_CONCURRENCY']:g}"
-        )
+def escalation_ladder(settings: Settings) -> Ladder:
+    """The ladder of ESCALATION_LADDER and GRACE_DAYS (R14); a malformed one is refused."""
+    try:
+        return ladder_from_settings(settings.grace_days, settings.escalation_ladder)
+    except ValueError as error:
+        raise SettingsError(f"ESCALATION_LADDER: {error}") from None
+
+
+def send_options(settings: Settings) -> SendOptions:
+    """How the outbox sends, from SEND_CONCURRENCY, SMTP_TIMEOUT_SECONDS, WEBHOOK_TIMEOUT_SECONDS
+    and OUTBOX_LEASE_SECONDS; a lease shorter than the longest timeout is refused."""
     try:
         return SendOptions(
-            concurrency=int(values["SEND_CONCURRENCY"]),
-            email_timeout=values["SMTP_TIMEOUT_SECONDS"],
-            webhook_timeout=values["WEBHOOK_TIMEOUT_SECONDS"],
-            lease=timedelta(seconds=values["OUTBOX_LEASE_SECONDS"]),
+            concurrency=settings.send_concurrency,
+            email_timeout=settings.smtp_timeout_seconds,
+            webhook_timeout=settings.webhook_timeout_seconds,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
         )
     except ValueError as error:
-        raise SettingsError(str(error)) from None
+        raise SettingsError(f"OUTBOX_LEASE_SECONDS: {error}") from None
 
 
 def build_senders(

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
-from fraud.ingest import ROW_REFUSALS, BatchEffects, parse_entry
+from fraud.events import parse_entry
+from fraud.ingest import ROW_REFUSALS, BatchEffects
 from fraud.ingest_sql import (
     INSERT_EVENTS,
     UPSERT_INSTALLATIONS,

@@ -4,10 +4,9 @@ thousands of events is two statements in one transaction."""
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fraud.ingest import Event
+from fraud.events import Event
 
 # A redelivered entry conflicts with its first copy on the table's one unique key: event_id,
 # or (event_id, occurred_at) once the table is partitioned by month (both from the entry).

@@ -12,7 +12,6 @@ from aiohttp.typedefs import Handler
 
 from activation.admin import (
     audit,
-    cases,
     clock_routes,
     customers,
     imports,
@@ -22,12 +21,12 @@ from activation.admin import (
     releases,
     tokens,
 )
+from activation.admin.case_side import CASE_SIDE, CaseSide
 from activation.admin.state import RESOURCES
 from activation.api.expect import add_routes
 from activation.api.openapi import openapi_handler
 from activation.api.problems import answer_problems
 from activation.runtime import Resources
-from fraud.console import create_console_app
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # bulk imports of tens of thousands of rows
 
@@ -37,17 +36,22 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await answer_problems(request, handler)
 
 
-def create_admin_app(resources: Resources) -> web.Application:
+def create_admin_app(resources: Resources, cases: CaseSide | None = None) -> web.Application:
+    """The admin app; with `cases` (the fraud side) also the case routes, the console, and each
+    license's open case. fraud/admin_app.py builds the whole of it."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     resources = resources.for_admin()
     app[RESOURCES] = resources
-    app[cases.LADDER] = cases.ladder_for(resources.settings)
     # imports before licenses: "/licenses/import" must not be taken for a key
     for module in (
-        customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes, cases,
+        customers, imports, licenses, ms_routes, releases, tokens, audit, clock_routes,
         offline_files,
     ):  # fmt: skip
         add_routes(app.router, module.routes)
+    if cases is not None:
+        app[CASE_SIDE] = cases
+        cases.prepare(app, resources)
+        add_routes(app.router, cases.routes)
     add_routes(
         app.router,
         [
@@ -56,7 +60,8 @@ def create_admin_app(resources: Resources) -> web.Application:
             web.get("/", _to_console),
         ],
     )
-    app.add_subapp("/console/", create_console_app(resources))  # the fraud team's HTML console
+    if cases is not None:
+        app.add_subapp("/console/", cases.console(resources))  # the fraud team's HTML console
     return app
 
 

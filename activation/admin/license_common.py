@@ -15,7 +15,7 @@ from aiohttp import web
 
 from activation.admin import audit
 from activation.admin.auth import actor
-from activation.admin.cases import case_view
+from activation.admin.case_side import case_side_of
 from activation.admin.license_input import KEY_RE
 from activation.admin.state import now, resources_of
 from activation.api.problems import ProblemError
@@ -23,7 +23,6 @@ from activation.licensing.maintenance import ms_status
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord
 from activation.store.cache_write import write_through
-from fraud.review import queries
 
 T = TypeVar("T")
 Change = Callable[[asyncpg.Connection, LicenseRecord, datetime], Awaitable[T]]
@@ -51,15 +50,16 @@ def license_json(record: LicenseRecord, today: date) -> dict[str, Any]:
 
 async def full_view(request: web.Request, record: LicenseRecord, today: date) -> dict[str, Any]:
     """The license with its servers (from Redis), M&S transactions and open case (SPEC §10)."""
-    resources = resources_of(request)
+    resources, cases = resources_of(request), case_side_of(request)
     async with resources.pool.acquire() as conn:
         transactions = await admin_store.ms_transactions(conn, record.license.key)
-        case = await queries.open_case_of(conn, record.license.key)
+        case = None if cases is None else await cases.open_case(conn, record.license.key)
     installations = await resources.store.installations(record.license.key)
+    shown = None if cases is None or case is None else cases.case_item(request, case, installations)
     return license_json(record, today) | {
         "installations": installations,
         "ms_transactions": transactions,
-        "case": case_view(request, case, installations),
+        "case": shown,
     }
 
 

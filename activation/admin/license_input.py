@@ -16,14 +16,18 @@ from typing import Any
 from activation.admin import parsing as p
 from activation.api.problems import ProblemError, bad_field
 from activation.licensing.maintenance import has_ms, initial_coverage_end
-from activation.licensing.model import KNOWN_ADDONS, Edition, LicenseKind
+from activation.licensing.model import (
+    KNOWN_ADDONS,
+    MAX_SERVERS,
+    MAX_TRIAL_DAYS,
+    Edition,
+    LicenseKind,
+)
 from activation.store.admin_store import NewLicense
 from activation.store.registry import new_license_key
 
 KEY_RE = re.compile(r"^[A-Z0-9]{5}(?:-[A-Z0-9]{5}){4}$")
 
-MAX_TRIAL_DAYS = 3650  # ten years: longer is not a trial, and dates must stay computable
-MAX_SERVERS = 10_000
 _INT_FIELDS = frozenset({"customer_id", "max_servers", "major_version", "trial_days"})
 _BOOL_FIELDS = frozenset({"failover", "auto_renew"})
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})

@@ -13,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from activation.admin.license_input import MAX_SERVERS, MAX_TRIAL_DAYS
 from activation.licensing.model import (
     KNOWN_ADDONS,
+    MAX_SERVERS,
+    MAX_TRIAL_DAYS,
     AddonDenial,
     CaseStage,
     Code,
@@ -23,8 +24,8 @@ from activation.licensing.model import (
     LicenseKind,
     LicenseStatus,
     MsStatus,
+    TeamAction,
 )
-from fraud.cases import TeamAction
 
 Schema = dict[str, Any]
 

@@ -80,6 +80,26 @@ class CaseStage(StrEnum):
     RESOLVED = "resolved"
 
 
+class TeamAction(StrEnum):
+    """The fraud team's case actions (SPEC §6, R15); the admin API and the console take them,
+    fraud/cases.py applies them."""
+
+    HOLD = "hold"
+    RELEASE_HOLD = "release_hold"
+    EXTEND = "extend"
+    RESOLVE = "resolve"
+    GRANT_EXCEPTION = "grant_exception"
+    DISABLE = "disable"
+    ENABLE = "enable"
+    LOG_CALL = "log_call"
+
+
+# The admin API's bounds on a new license: ten years of trial at most (longer is not a trial, and
+# dates must stay computable), ten thousand servers.
+MAX_TRIAL_DAYS = 3650
+MAX_SERVERS = 10_000
+
+
 KNOWN_ADDONS: frozenset[str] = frozenset({"eas", "mapi", "ews", "messagesniffer", "communicator"})
 
 _VERSION_RE = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,9})", re.ASCII)

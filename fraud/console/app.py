@@ -15,13 +15,13 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from activation.admin.cases import LADDER, ladder_for
 from activation.admin.state import RESOURCES, resources_of
 from activation.api.expect import add_routes, expect_continue
 from activation.api.problems import ProblemError, retry_after, unreachable_dependency
 from activation.runtime import Resources
 from fraud.console import forms, offline, pages, sessions, tokens
 from fraud.console.render import SECURITY_HEADERS, SESSION, render
+from fraud.review.routes import LADDER, ladder_for
 
 log = logging.getLogger(__name__)
 

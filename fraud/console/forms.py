@@ -14,17 +14,18 @@ import secrets
 from aiohttp import web
 
 from activation.admin.auth import failures_of, principal_for
-from activation.admin.cases import MAX_NOTE, ladder_of
 from activation.admin.parsing import whole_number
 from activation.admin.state import Role, resources_of
 from activation.client_address import request_client
-from fraud.cases import ActionRefused, TeamAction
+from activation.licensing.model import TeamAction
+from fraud.cases import ActionRefused
 from fraud.console import sessions
 from fraud.console.guard import LOGIN, form, read_form
 from fraud.console.pages import show_case
 from fraud.console.render import FORM, redirect, render, session_of
 from fraud.console.views import DESTRUCTIVE
 from fraud.review import actions
+from fraud.review.routes import MAX_NOTE, ladder_of
 
 LOGIN_SECONDS = 1800
 

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from activation.admin.cases import SEVERITIES, ladder_of
 from activation.admin.license_common import full_view, license_json, path_key
 from activation.admin.offline_files import offline_files
 from activation.admin.parsing import whole_number
@@ -22,6 +21,7 @@ from fraud.console import dashboard, views
 from fraud.console.guard import page
 from fraud.console.render import render
 from fraud.review import actions, queries, summary
+from fraud.review.routes import SEVERITIES, ladder_of
 
 PAGE_SIZE = 25
 STAGES = tuple(stage.value for stage in CaseStage if stage is not CaseStage.RESOLVED)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fraud.cases import TeamAction
+from activation.licensing.model import TeamAction
 
 DESTRUCTIVE = frozenset({TeamAction.DISABLE, TeamAction.RESOLVE})
 DONE: dict[str, str] = {

@@ -1,5 +1,5 @@
 """One fraud-team action end to end (SPEC §6, R12, R15, R17): the single code path the JSON API
-(`activation.admin.cases`) and the console (`fraud.console`) both call.
+(`fraud.review.routes`) and the console (`fraud.console`) both call.
 
 - One PostgreSQL transaction holds the locked case row, `fraud.cases.apply_action`, the case and
   license change (`persist.save_action`), the timeline row and the audit rows.
@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 
 from activation.admin import audit
+from activation.licensing.model import TeamAction
 from activation.runtime import Resources
-from fraud.cases import ActionResult, TeamAction, apply_action
+from fraud.cases import ActionResult, apply_action
 from fraud.escalation import Ladder
 from fraud.review import queries, summary
 from fraud.review.persist import save_action

@@ -9,8 +9,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from fraud.case_runner import disable_license
-from fraud.cases import ActionResult, Case, TeamAction
+from activation.licensing.model import TeamAction
+from fraud.cases import ActionResult, Case
+from fraud.disabling import disable_license
 from fraud.escalation import Ladder
 from fraud.review.summary import next_due
 

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.runtime import Resources
+from fraud.admin_app import create_admin_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -13,10 +13,10 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
+from fraud.admin_app import create_admin_app
 from fraud.ingest import GROUP
 
 Client = TestClient[Any, Any]

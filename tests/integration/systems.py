@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp.test_utils import RawTestServer, TestClient, TestServer
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.config import Settings
 from activation.runtime import Resources, open_resources
+from fraud.admin_app import create_admin_app
 from fraud.escalation import DEFAULT_LADDER
 from fraud.notify import Channel, Sender, SmtpSender, WebhookSender
 from fraud.worker import Worker

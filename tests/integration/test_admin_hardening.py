@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from activation.admin.app import create_admin_app
 from activation.admin.auth_failures import BLOCK_SECONDS, FAILURES_ALLOWED
 from activation.client_address import parse_trusted
 from activation.config import Settings
 from activation.runtime import Resources, open_resources
+from fraud.admin_app import create_admin_app
 from tests.conftest import BOOTSTRAP_TOKEN
 from tests.integration.helpers import Client
 from tests.integration.test_console import csrf_of

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from activation.admin.app import create_admin_app
 from activation.runtime import Resources
+from fraud.admin_app import create_admin_app
 from tests.integration.helpers import create_license, set_clock
 
 Client = TestClient[Any, Any]

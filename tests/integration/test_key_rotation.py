@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives import serialization
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.api.keyring import key_id, read_public_key
 from activation.config import Settings
 from activation.runtime import open_resources
 from activation_client.verify import PinnedKeys
+from fraud.admin_app import create_admin_app
 from tests.conftest import BOOTSTRAP_TOKEN, PublicTestServer, _clean
 from tests.integration.client_support import Client, check, product_client, url_of
 from tests.integration.helpers import activation_body, create_license, verify_signature

@@ -24,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
+from fraud.admin_app import create_admin_app
 from fraud.worker import Worker
 from metrics import CODES, ApiMetrics, WorkerMetrics
 from tests.integration.helpers import (

@@ -16,10 +16,10 @@ from typing import Any
 import asyncpg
 from aiohttp import ClientResponse
 
-from activation.admin.app import create_admin_app
 from activation.config import Settings
 from activation.runtime import Resources, open_resources
 from activation.store.registry import LICENSE_LOAD_TIMEOUT_S
+from fraud.admin_app import create_admin_app
 from tests.conftest import _clean
 from tests.integration.helpers import Client, activation_body, assert_outage, create_license
 

@@ -30,10 +30,10 @@ import pytest
 from aiohttp.test_utils import RawTestServer, TestClient, TestServer
 from redis.asyncio.cluster import RedisCluster
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
+from fraud.admin_app import create_admin_app
 from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics

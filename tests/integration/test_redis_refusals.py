@@ -20,10 +20,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.config import Settings
 from activation.runtime import open_resources
+from fraud.admin_app import create_admin_app
 from tests.conftest import PublicTestServer, _clean
 from tests.integration.helpers import (
     activation_body,

@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.config import Settings
 from activation.runtime import open_resources
 from activation.store.lean_redis import LeanScriptClient
+from fraud.admin_app import create_admin_app
 from tests.conftest import _clean
 from tests.integration.helpers import activation_body, create_license
 from tests.integration.receivers import free_port

@@ -32,11 +32,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from activation.admin.app import create_admin_app
 from activation.api.app import PublicApi
 from activation.api.wire import ProblemAppRunner
 from activation.config import Settings
 from activation.runtime import Resources, open_resources
+from fraud.admin_app import create_admin_app
 from tests.conftest import _clean
 from tests.integration.helpers import activation_body, create_license
 from tests.integration.servers import own_redis_server

@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activation.admin.license_input import MAX_SERVERS, MAX_TRIAL_DAYS
 from activation.api.answers import Answerer
 from activation.api.parsing import ActivationBody
 from activation.licensing.model import (
     KNOWN_ADDONS,
+    MAX_SERVERS,
+    MAX_TRIAL_DAYS,
     CaseStage,
     Edition,
     InstallationState,

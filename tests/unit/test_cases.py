@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-from activation.licensing.model import CaseStage
+from activation.licensing.model import CaseStage, TeamAction
 from fraud.cases import (
     ActionRefused,
     ActionResult,
     Case,
     Evaluation,
-    TeamAction,
     apply_action,
     apply_evaluation,
     disable_at,

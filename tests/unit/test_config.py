@@ -36,6 +36,50 @@ def test_defaults_follow_spec_section_10(tmp_path: Path) -> None:
     )
 
 
+def test_worker_logging_and_ladder_settings_default_and_parse(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, env_file=tmp_path / "absent.env")
+    assert (settings.escalation_ladder, settings.log_format, settings.log_level) == (
+        None,
+        "text",
+        "INFO",
+    )
+    assert (settings.worker_port, settings.ingest_batch_size, settings.ingest_min_idle_ms) == (
+        8082,
+        1000,
+        30_000,
+    )
+    assert (
+        settings.send_concurrency,
+        settings.smtp_timeout_seconds,
+        settings.webhook_timeout_seconds,
+        settings.outbox_lease_seconds,
+    ) == (8, 30.0, 10.0, 120.0)
+    tuned = Settings.from_env(
+        {
+            "ESCALATION_LADDER": "30:grace_over,37:reminder,44:disable",
+            "LOG_FORMAT": "JSON",
+            "LOG_LEVEL": "debug",
+            "WORKER_PORT": "0",
+            "INGEST_BATCH_SIZE": "5",
+            "INGEST_MIN_IDLE_MS": "500",
+            "SEND_CONCURRENCY": "2",
+            "SMTP_TIMEOUT_SECONDS": "2.5",
+            "WEBHOOK_TIMEOUT_SECONDS": "1",
+            "OUTBOX_LEASE_SECONDS": "8",
+        },
+        env_file=tmp_path / "absent.env",
+    )
+    assert tuned.escalation_ladder == "30:grace_over,37:reminder,44:disable"
+    assert (tuned.log_format, tuned.log_level, tuned.worker_port) == ("json", "DEBUG", 0)
+    assert (tuned.ingest_batch_size, tuned.ingest_min_idle_ms, tuned.send_concurrency) == (
+        5,
+        500,
+        2,
+    )
+    assert (tuned.smtp_timeout_seconds, tuned.webhook_timeout_seconds) == (2.5, 1.0)
+    assert tuned.outbox_lease_seconds == 8.0
+
+
 def test_environment_overrides_env_file(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("# comment\nGRACE_DAYS=10\nREDIS_URL='redis://file:6379/0'\n")
@@ -60,6 +104,16 @@ def test_environment_overrides_env_file(tmp_path: Path) -> None:
             "7",
             "ACTIVATION_EVENTS_RETENTION_DAYS must be at least 31",
         ),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be one of text, json"),
+        ("LOG_LEVEL", "chatty", "LOG_LEVEL must be one of DEBUG"),
+        ("WORKER_PORT", "-1", "WORKER_PORT must be at least 0"),
+        ("INGEST_BATCH_SIZE", "0", "INGEST_BATCH_SIZE must be at least 1"),
+        ("INGEST_MIN_IDLE_MS", "soon", "INGEST_MIN_IDLE_MS must be a whole number"),
+        ("SEND_CONCURRENCY", "2.5", "SEND_CONCURRENCY must be a whole number"),
+        ("SEND_CONCURRENCY", "0", "SEND_CONCURRENCY must be at least 1"),
+        ("SMTP_TIMEOUT_SECONDS", "0", "SMTP_TIMEOUT_SECONDS must be a positive number"),
+        ("WEBHOOK_TIMEOUT_SECONDS", "nan", "WEBHOOK_TIMEOUT_SECONDS must be a positive number"),
+        ("OUTBOX_LEASE_SECONDS", "two", "OUTBOX_LEASE_SECONDS must be a number"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str, message: str) -> None:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,8 +23,9 @@ from activation.admin.auth import actor, requires
 from activation.admin.state import Role, now, render, resources_of
 from activation.api.problems import ProblemError, bad_field
 from activation.config import Settings
-from activation.licensing.model import CaseStage
-from fraud.cases import ActionRefused, TeamAction
+from activation.licensing.model import CaseStage, TeamAction
+from activation.runtime import Resources
+from fraud.cases import ActionRefused
 from fraud.escalation import Ladder, ladder_from_settings
 from fraud.review import actions, queries, summary
 
@@ -46,7 +46,7 @@ routes = web.RouteTableDef()
 
 def ladder_for(settings: Settings) -> Ladder:
     """The escalation ladder (R14) as the worker builds it; read once per app."""
-    return ladder_from_settings(settings.grace_days, os.environ.get("ESCALATION_LADDER"))
+    return ladder_from_settings(settings.grace_days, settings.escalation_ladder)
 
 
 def ladder_of(request: web.Request) -> Ladder:
@@ -54,11 +54,15 @@ def ladder_of(request: web.Request) -> Ladder:
     return ladder if ladder is not None else ladder_for(resources_of(request).settings)
 
 
-def case_view(
-    request: web.Request, row: Mapping[str, Any] | None, servers: list[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """A license's open case as a queue item (None without one): for the license routes."""
-    return None if row is None else summary.case_item(row, ladder_of(request), servers)
+def case_item(
+    request: web.Request, row: Mapping[str, Any], servers: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A license's open case as a queue item: for the admin API's license view."""
+    return summary.case_item(row, ladder_of(request), servers)
+
+
+def prepare(app: web.Application, resources: Resources) -> None:
+    app[LADDER] = ladder_for(resources.settings)
 
 
 @routes.get("/admin/v1/cases")
