@@ -6,13 +6,20 @@ Cases are opened in fraud/case_opening.py; this module evaluates the open ones.
   that crashed after the commit, can never run a step twice (R14).
 - Disabling writes PostgreSQL, then the Redis license document, so every API process answers
   DISABLED on its next request (R17). The Redis case summary (stage, grace end, disable date)
-  is re-written from PostgreSQL on every pass, so a crash between the two writes heals itself.
+  is re-written from PostgreSQL at every evaluation.
+- A pass evaluates only the open cases whose `next_check_at` has come (a partial index over
+  the open cases), not every open case: what is due costs, what is open does not. After an
+  evaluation the case's next check is `fraud.cases.next_check_at`. It is written in two
+  steps: the evaluation's transaction leaves the case due, and only once Redis is written is
+  the next check set, on condition that nobody wrote the row in between (its `xmin`). A crash
+  or a Redis error between the two leaves the case due, so the next pass writes Redis again;
+  an event or a person's action in between (both make the case due) is never overwritten.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,12 +36,18 @@ from fraud.cases import (
     disable_at,
     evaluate,
     grace_ends_at,
+    next_check_at,
     severity,
 )
 from fraud.escalation import Action, Ladder, Rung
 from fraud.notify.outbox import Channel, enqueue
 from fraud.review.queries import case_from_row, fetch_case
-from fraud.review.summary import active_servers, clear_summary, refresh_license, write_summary
+from fraud.review.summary import (
+    clear_summary,
+    refresh_license,
+    servers_last_seen,
+    write_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +66,7 @@ class CaseReport:
     leaks: int = 0
     steps: dict[str, int] = field(default_factory=dict)
     disabled: int = 0
+    evaluated: int = 0  # cases a pass looked at: the due ones, not every open one
 
 
 class CaseRunner:
@@ -75,12 +89,16 @@ class CaseRunner:
 
     # -- evaluation ------------------------------------------------------------------------
 
-    async def evaluate_open(self, now: datetime) -> CaseReport:
-        """Every open case, each in its own transaction holding the case row's lock, so a
-        reviewer's action and the worker never interleave on one case; a case locked by
-        someone else is left to the next pass."""
+    async def evaluate_due(self, now: datetime) -> CaseReport:
+        """The open cases whose next check has come (`next_check_at <= now`), each in its own
+        transaction holding the case row's lock, so a reviewer's action and the worker never
+        interleave on one case; a case locked by someone else stays due for the next pass."""
         report = CaseReport()
-        ids = await self._pool.fetch("SELECT id FROM fraud_cases WHERE status = 'open' ORDER BY id")
+        ids = await self._pool.fetch(
+            """SELECT id FROM fraud_cases WHERE status = 'open' AND next_check_at <= $1
+               ORDER BY next_check_at, id""",
+            now,
+        )
         for row in ids:
             await self.evaluate_case(row["id"], now, report)
         return report
@@ -101,6 +119,7 @@ class CaseRunner:
     async def _evaluate_one(self, case_id: int, now: datetime, report: CaseReport) -> None:
         cutoff = now - self._window
         counted = CaseReport()
+        version: str | None = None
         async with self._pool.acquire() as connection, connection.transaction():
             # A case another worker or a reviewer holds is theirs this pass: skipped, not
             # waited for, so workers share the open cases instead of queueing on each one.
@@ -111,12 +130,14 @@ class CaseRunner:
             row = None if held is None else await fetch_case(connection, case_id)
             if row is None or row["status"] != "open":
                 return
+            counted.evaluated = 1
             case = case_from_row(row)
             allowed = await connection.fetchval(
                 "SELECT COALESCE(exception_max_servers, max_servers) FROM licenses WHERE key = $1",
                 case.license_key,
             )
-            active = await active_servers(self._redis, self._layout, case.license_key, cutoff)
+            seen = await servers_last_seen(self._redis, self._layout, case.license_key, cutoff)
+            active = len(seen)
             result = evaluate(
                 case, servers_active=active, servers_allowed=allowed, now=now, ladder=self._ladder
             )
@@ -129,28 +150,42 @@ class CaseRunner:
                     counted.steps[rung.step.value] = counted.steps.get(rung.step.value, 0) + 1
                     if Action.DISABLE_KEY in rung.actions:
                         counted.disabled += 1
-                await connection.execute(
+                # Still due (`now`) until Redis is written; see the module docstring.
+                version = await connection.fetchval(
                     """UPDATE fraud_cases SET stage = $2, next_due_at = $3,
-                           servers_active = $4, servers_allowed = $5 WHERE id = $1""",
+                           servers_active = $4, servers_allowed = $5, next_check_at = $6
+                       WHERE id = $1 RETURNING xmin::text""",
                     case.id,
                     result.stage.value,
                     result.next_due_at,
                     active,
                     allowed,
+                    now,
                 )
-            updated = apply_evaluation(case, result, now=now)
+            updated = replace(
+                apply_evaluation(case, result, now=now),
+                servers_active=active,
+                servers_allowed=allowed,
+            )
         # Counted once committed: a rolled-back attempt (StepTaken) did nothing.
+        report.evaluated += counted.evaluated
         report.resolved += counted.resolved
         report.disabled += counted.disabled
         for step, count in counted.steps.items():
             report.steps[step] = report.steps.get(step, 0) + count
-        # After the commit: Redis follows PostgreSQL (re-written every pass, so it heals).
+        # After the commit: Redis follows PostgreSQL.
         if updated.resolved:
             await clear_summary(self._redis, self._layout, case.license_key)
             return
         await write_summary(self._redis, self._layout, updated, self._ladder)
         if updated.stage is CaseStage.DISABLED:
             await refresh_license(self._pool, self._store, case.license_key)
+        await self._pool.execute(
+            "UPDATE fraud_cases SET next_check_at = $2 WHERE id = $1 AND xmin::text = $3",
+            case.id,
+            next_check_at(updated, self._ladder, last_seen=seen, window=self._window, now=now),
+            version,
+        )
 
     async def _run_rung(
         self,
@@ -251,7 +286,7 @@ class CaseRunner:
         await connection.execute(
             """UPDATE fraud_cases SET status = 'resolved', stage = 'resolved',
                    resolved_at = $2, resolution = 'servers back within the limit',
-                   resolved_by = $3, next_due_at = NULL, servers_active = $4,
+                   resolved_by = $3, next_due_at = NULL, next_check_at = NULL, servers_active = $4,
                    servers_allowed = $5, on_hold = false
                WHERE id = $1""",
             case.id,
