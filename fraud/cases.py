@@ -6,7 +6,8 @@ back; exactly-once execution of a step is the worker's unique (case, step) row (
 
 A case is *open* while `resolved` is False. Its stage is GRACE until the first rung runs, then
 OVERDUE, then DISABLED (the key is disabled, the case stays open until a person re-enables the
-key), and RESOLVED once resolved.
+key), and RESOLVED once resolved. DISABLED is terminal for the worker: the case stays in the
+open queue for a person, but `next_check_at` never makes it due again.
 """
 
 from __future__ import annotations
