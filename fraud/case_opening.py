@@ -11,7 +11,8 @@
   allowed (R15). Activations still over the limit leave the case's next check alone: the ladder
   runs on time, and the moment servers leave the active window is scheduled already
   (`fraud.cases.next_check_at`). Cases never due (stage disabled) stay so.
-- A case opens due at once: its first evaluation schedules the ladder and the window.
+- A case opens due at once (`next_check_at` defaults to '-infinity', never evaluated): its
+  first evaluation writes the Redis summary and schedules the ladder and the window.
 - All of it is written on the ingest's connection, in the transaction that stores the events that
   show them (`CaseOpener.write`), before the stream entries are acknowledged: an error or a
   crash in between rolls both back and the redelivered entries open the case again.
@@ -77,9 +78,10 @@ class CaseOpener:
     async def _make_due(
         self, connection: asyncpg.Connection, keys: list[str], now: datetime
     ) -> None:
-        """The keys' open cases are due now (rows locked in id order, as every batch does)."""
+        """The keys' open cases are due now, or earlier if they were (rows locked in id order,
+        as every batch does)."""
         await connection.execute(
-            """UPDATE fraud_cases SET next_check_at = $2
+            """UPDATE fraud_cases SET next_check_at = LEAST(next_check_at, $2)
                WHERE id IN (SELECT id FROM fraud_cases
                             WHERE license_key = ANY($1::text[]) AND status = 'open'
                               AND next_check_at IS NOT NULL
@@ -102,8 +104,8 @@ class CaseOpener:
     ) -> bool:
         case_id = await connection.fetchval(
             """INSERT INTO fraud_cases (license_key, opened_at, servers_active,
-                   servers_allowed, next_due_at, next_check_at)
-               VALUES ($1, $2, $3, $4, $5, $6)
+                   servers_allowed, next_due_at)
+               VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT (license_key) WHERE status = 'open' DO NOTHING
                RETURNING id""",
             key,
@@ -111,7 +113,6 @@ class CaseOpener:
             event.servers_active,
             event.servers_allowed,
             opened_at + self._ladder.grace,
-            now,
         )
         if case_id is None:
             return False

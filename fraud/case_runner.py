@@ -9,11 +9,15 @@ Cases are opened in fraud/case_opening.py; this module evaluates the open ones.
   is re-written from PostgreSQL at every evaluation.
 - A pass evaluates only the open cases whose `next_check_at` has come (a partial index over
   the open cases), not every open case: what is due costs, what is open does not. After an
-  evaluation the case's next check is `fraud.cases.next_check_at`. It is written in two
-  steps: the evaluation's transaction leaves the case due, and only once Redis is written is
-  the next check set, on condition that nobody wrote the row in between (its `xmin`). A crash
-  or a Redis error between the two leaves the case due, so the next pass writes Redis again;
-  an event or a person's action in between (both make the case due) is never overwritten.
+  evaluation the case's next check is `fraud.cases.next_check_at`.
+- A case that changes (a step, a resolution, a new stage) gets its next check in two steps:
+  the evaluation's transaction leaves it due as unfinished ('-infinity'), and only once Redis
+  is written is the next check set, on condition that nobody wrote the row in between (its
+  `xmin`). A crash or a Redis error between the two leaves the case due, so the next pass
+  evaluates it in full and writes Redis again; an event or a person's action in between (both
+  make the case due) is never overwritten.
+- A due case with nothing to do (most: a server that might have gone silent phoned home
+  after all) is only rescheduled, in one statement for all of them (`evaluate_due`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from fraud.review.summary import (
     clear_summary,
     refresh_license,
     servers_last_seen,
+    servers_last_seen_of,
     write_summary,
 )
 
@@ -53,6 +58,29 @@ log = logging.getLogger(__name__)
 
 ACTOR = "fraud-worker"
 STEP_TAKEN_RETRIES = 3
+
+# The due cases as the rules see them, with the row's version and whether its last evaluation
+# is unfinished ('-infinity': committed, Redis not yet written, or never evaluated).
+_DUE = """
+SELECT c.*, c.xmin::text AS version, c.next_check_at = '-infinity' AS unfinished,
+       COALESCE(l.exception_max_servers, l.max_servers) AS allowed,
+       COALESCE((SELECT array_agg(s.step ORDER BY s.step) FROM case_steps s
+                 WHERE s.case_id = c.id), '{}') AS steps_done
+FROM fraud_cases c JOIN licenses l ON l.key = c.license_key
+WHERE c.status = 'open' AND c.next_check_at <= $1
+ORDER BY c.next_check_at, c.id
+"""
+
+# Next checks of due cases with nothing to do; rows locked in id order (as ingest locks them),
+# and only rows nobody wrote since they were read.
+_RESCHEDULE = """
+WITH locked AS (SELECT id FROM fraud_cases WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+UPDATE fraud_cases c SET next_check_at = v.at, servers_active = v.active,
+       servers_allowed = v.allowed
+FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::text[])
+     AS v (id, at, active, allowed, version)
+WHERE c.id = v.id AND c.id IN (SELECT id FROM locked) AND c.xmin::text = v.version
+"""
 
 
 class StepTaken(Exception):
@@ -90,17 +118,51 @@ class CaseRunner:
     # -- evaluation ------------------------------------------------------------------------
 
     async def evaluate_due(self, now: datetime) -> CaseReport:
-        """The open cases whose next check has come (`next_check_at <= now`), each in its own
-        transaction holding the case row's lock, so a reviewer's action and the worker never
-        interleave on one case; a case locked by someone else stays due for the next pass."""
+        """The open cases whose next check has come (`next_check_at <= now`).
+
+        - All of them are read in one query and their servers in one Redis round trip, and
+          the pure rules say which have something to do (resolve, a step, a new stage).
+        - Those with nothing to do, their last evaluation complete (Redis written), get their
+          next check in one statement, on condition that nobody wrote the row since the read.
+        - Each of the others is evaluated in its own transaction holding the case row's lock,
+          so a reviewer's action and the worker never interleave on one case; a case locked
+          by someone else stays due for the next pass.
+        """
         report = CaseReport()
-        ids = await self._pool.fetch(
-            """SELECT id FROM fraud_cases WHERE status = 'open' AND next_check_at <= $1
-               ORDER BY next_check_at, id""",
-            now,
-        )
-        for row in ids:
-            await self.evaluate_case(row["id"], now, report)
+        rows = await self._pool.fetch(_DUE, now)
+        if not rows:
+            return report
+        cutoff = now - self._window
+        keys = [row["license_key"] for row in rows]
+        seen_by_key = await servers_last_seen_of(self._redis, self._layout, keys, cutoff)
+        quiet: list[tuple[int, datetime | None, int, int, str]] = []
+        busy: list[int] = []
+        for row, seen in zip(rows, seen_by_key, strict=True):
+            case = case_from_row(row)
+            active, allowed = len(seen), row["allowed"]
+            result = evaluate(
+                case, servers_active=active, servers_allowed=allowed, now=now, ladder=self._ladder
+            )
+            if (
+                row["unfinished"]
+                or result.resolve
+                or result.rungs
+                or result.stage is not case.stage
+                or case.stage is CaseStage.DISABLED
+            ):
+                busy.append(row["id"])
+                continue
+            counted = replace(case, servers_active=active, servers_allowed=allowed)
+            at = next_check_at(counted, self._ladder, last_seen=seen, window=self._window, now=now)
+            quiet.append((row["id"], at, active, allowed, row["version"]))
+        if quiet:
+            await self._pool.execute(
+                _RESCHEDULE,
+                *(list(column) for column in zip(*quiet, strict=True)),
+            )
+            report.evaluated += len(quiet)
+        for case_id in busy:
+            await self.evaluate_case(case_id, now, report)
         return report
 
     async def evaluate_case(self, case_id: int, now: datetime, report: CaseReport) -> None:
@@ -150,17 +212,17 @@ class CaseRunner:
                     counted.steps[rung.step.value] = counted.steps.get(rung.step.value, 0) + 1
                     if Action.DISABLE_KEY in rung.actions:
                         counted.disabled += 1
-                # Still due (`now`) until Redis is written; see the module docstring.
+                # Still due, as unfinished, until Redis is written; see the module docstring.
                 version = await connection.fetchval(
                     """UPDATE fraud_cases SET stage = $2, next_due_at = $3,
-                           servers_active = $4, servers_allowed = $5, next_check_at = $6
+                           servers_active = $4, servers_allowed = $5,
+                           next_check_at = '-infinity'
                        WHERE id = $1 RETURNING xmin::text""",
                     case.id,
                     result.stage.value,
                     result.next_due_at,
                     active,
                     allowed,
-                    now,
                 )
             updated = replace(
                 apply_evaluation(case, result, now=now),

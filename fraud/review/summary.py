@@ -109,6 +109,25 @@ async def servers_last_seen(
     return [datetime.fromtimestamp(float(pair[1]), UTC) for pair in seen]
 
 
+async def servers_last_seen_of(
+    redis: Redis, layout: KeyLayout, keys: list[str], cutoff: datetime
+) -> list[list[datetime]]:
+    """`servers_last_seen` of many keys in one round trip, in the order of `keys`."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrangebyscore(
+                    layout.for_license(key, 0).installations,
+                    cutoff.timestamp(),
+                    "+inf",
+                    withscores=True,
+                )
+            replies = await pipe.execute()
+    except (RedisError, OSError) as error:
+        raise StoreUnavailable(str(error)) from error
+    return [[datetime.fromtimestamp(float(pair[1]), UTC) for pair in seen] for seen in replies]
+
+
 async def write_summary(redis: Redis, layout: KeyLayout, case: Case, ladder: Ladder) -> None:
     lic = layout.for_license(case.license_key, 0).license
     mapping = {
