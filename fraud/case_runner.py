@@ -165,6 +165,14 @@ class CaseRunner:
             await self.evaluate_case(case_id, now, report)
         return report
 
+    async def recheck_all(self) -> int:
+        """Every open case evaluated in full on the next pass, which writes its Redis summary
+        again: for when Redis came back without its data (a stream's group vanished)."""
+        status: str = await self._pool.execute(
+            "UPDATE fraud_cases SET next_check_at = '-infinity' WHERE status = 'open'"
+        )
+        return int(status.split()[-1])
+
     async def evaluate_case(self, case_id: int, now: datetime, report: CaseReport) -> None:
         """Evaluate one case. A step another worker recorded first rolls this attempt back and
         the case is read again: the step is then done, so this worker goes on with what is

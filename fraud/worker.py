@@ -131,6 +131,8 @@ class Worker:
             while True:
                 current = await upcoming
                 self._count_resets(current.resets)
+                if current.resets:  # Redis lost its data: the case summaries with it
+                    await self.cases.recheck_all()
                 if current.empty:
                     return
                 storing = asyncio.create_task(self.ingest.store(current, opens))

@@ -142,3 +142,19 @@ async def test_a_disabled_case_is_never_due_and_enabling_the_license_resolves_it
     assert new_case["id"] != disabled["id"]
     assert (new_case["status"], new_case["stage"]) == ("open", "grace")
     assert new_case["opened_at"].isoformat().startswith("2027-01-09T12:00:00"), new_case
+
+
+async def test_redis_back_without_its_data_makes_every_open_case_due_R13(system: System) -> None:
+    """A stream whose group vanished means Redis lost its data, the case summaries the answers
+    report (GRACE with the case's `grace_ends_at`) among them: the next pass evaluates every
+    open case in full and writes them again."""
+    await _open_case(system)
+    assert (await system.worker.run_once()).cases.evaluated == 0
+    lic = system.resources.layout.for_license(system.key, 0)
+    await system.resources.redis.hdel(lic.license, "stage", "grace_ends", "disable_at")
+    await system.resources.redis.delete(lic.stream)
+    await system.at("2026-11-24T12:00:00Z")
+    assert await system.phone_home("server-new") == ["GRACE"]
+    report = await system.worker.run_once()
+    assert report.cases.evaluated == 1, report.cases
+    assert await system.resources.redis.hget(lic.license, "stage") == b"grace"
