@@ -11,8 +11,10 @@ away. Then it times, median of `--repeat`:
 - `pass`: `Worker.run_once()`, the whole pass `fraud-worker --once` runs (empty streams,
   the cache sweep, the cases due, M&S duties, retention, gauges, sending);
 - `cases due`: `CaseRunner.evaluate_due(now)` alone, and how many cases it evaluated;
-- `every open case`: the same with every open case made due first, what a pass costs when it
-  evaluates each open case.
+- `due, nothing to do`: every case not disabled made due, its servers still phoning home (the
+  day a case's window check comes round): read, judged and rescheduled in bulk;
+- `every open case`: every open case evaluated in full, each in its own locked transaction,
+  what a pass costs when it evaluates each open case.
 
 Drops the database and deletes the Redis keys of its prefix in every case. Environment:
 BENCH_POSTGRES_URL (admin connection, default postgresql://postgres@127.0.0.1:5432/postgres),
@@ -141,6 +143,13 @@ async def measure(settings: Settings, repeat: int) -> None:
         async def cases_due() -> int:
             return (await worker.cases.evaluate_due(await resources.clock.now())).evaluated
 
+        async def due_with_nothing_to_do() -> int:
+            await resources.pool.execute(
+                """UPDATE fraud_cases SET next_check_at = now() - interval '1 second'
+                   WHERE status = 'open' AND stage <> 'disabled'"""
+            )
+            return await cases_due()
+
         async def every_open_case() -> int:
             await resources.pool.execute(
                 "UPDATE fraud_cases SET next_check_at = '-infinity' WHERE status = 'open'"
@@ -151,6 +160,8 @@ async def measure(settings: Settings, repeat: int) -> None:
         say(f"pass: {seconds:.3f} s with {open_cases} open cases, {evaluated} evaluated")
         seconds, evaluated = await timed(repeat, cases_due)
         say(f"cases due: {seconds:.3f} s, {evaluated} evaluated")
+        seconds, evaluated = await timed(repeat, due_with_nothing_to_do)
+        say(f"due, nothing to do (servers phoned home): {seconds:.3f} s, {evaluated} evaluated")
         seconds, evaluated = await timed(max(1, repeat // 2), every_open_case)
         per_case = seconds / evaluated * 1000 if evaluated else 0.0
         say(f"every open case: {seconds:.3f} s, {evaluated} evaluated ({per_case:.2f} ms each)")
