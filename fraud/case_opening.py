@@ -79,14 +79,25 @@ class CaseOpener:
         self, connection: asyncpg.Connection, keys: list[str], now: datetime
     ) -> None:
         """The keys' open cases are due now, or earlier if they were (rows locked in id order,
-        as every batch does)."""
+        as every batch does). The keys with such a case are picked here from the few open
+        cases, rather than sending the whole batch's keys to PostgreSQL to look up."""
+        watched = {
+            row["license_key"]
+            for row in await connection.fetch(
+                "SELECT license_key FROM fraud_cases "
+                "WHERE status = 'open' AND next_check_at IS NOT NULL"
+            )
+        }
+        affected = [key for key in keys if key in watched]
+        if not affected:
+            return
         await connection.execute(
             """UPDATE fraud_cases SET next_check_at = LEAST(next_check_at, $2)
                WHERE id IN (SELECT id FROM fraud_cases
                             WHERE license_key = ANY($1::text[]) AND status = 'open'
                               AND next_check_at IS NOT NULL
                             ORDER BY id FOR UPDATE)""",
-            keys,
+            affected,
             now,
         )
 
