@@ -229,7 +229,7 @@ async def settled(system: System, now: datetime) -> bool:
             """SELECT (SELECT count(*) FROM notifications WHERE status = 'pending'
                        AND next_attempt_at <= $1)
                     + (SELECT count(*) FROM fraud_cases WHERE status = 'open'
-                       AND next_due_at <= $1)""",
+                       AND next_check_at <= $1)""",
             now,
         )
     finally:

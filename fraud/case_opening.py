@@ -6,7 +6,14 @@
   (a partial unique index): two workers opening the same case is a no-op for the second.
 - A key seen on more than the threshold of distinct servers within 24 h is flagged at once:
   high severity, top of the queue, a team webhook. It is not disabled (R16).
-- Both are written on the ingest's connection, in the transaction that stores the events that
+- An event that may bring an open case's key back within its limit makes the case due at
+  once (`next_check_at` = now): a deactivation, or an activation counting no more servers than
+  allowed (R15). Activations still over the limit leave the case's next check alone: the ladder
+  runs on time, and the moment servers leave the active window is scheduled already
+  (`fraud.cases.next_check_at`). Cases never due (stage disabled) stay so.
+- A case opens due at once (`next_check_at` defaults to '-infinity', never evaluated): its
+  first evaluation writes the Redis summary and schedules the ladder and the window.
+- All of it is written on the ingest's connection, in the transaction that stores the events that
   show them (`CaseOpener.write`), before the stream entries are acknowledged: an error or a
   crash in between rolls both back and the redelivered entries open the case again.
 """
@@ -49,11 +56,16 @@ class CaseOpener:
         opened = Opened()
         over: dict[str, Event] = {}
         leaks: set[str] = set()
+        maybe_within: set[str] = set()
         for event in events:
             if event.op == "a" and event.servers_active > event.servers_allowed:
                 over.setdefault(event.license_key, event)
+            else:
+                maybe_within.add(event.license_key)
             if is_leak(event.recent_servers, self._leak_threshold):
                 leaks.add(event.license_key)
+        if maybe_within:
+            await self._make_due(connection, sorted(maybe_within), now)
         for key in sorted(over):
             event = over[key]
             opened_at = await self._over_since(key) or event.at
@@ -63,6 +75,32 @@ class CaseOpener:
             if await self._flag_leak(connection, key, now):
                 opened.leaks += 1
         return opened
+
+    async def _make_due(
+        self, connection: asyncpg.Connection, keys: list[str], now: datetime
+    ) -> None:
+        """The keys' open cases are due now, or earlier if they were (rows locked in id order,
+        as every batch does). The keys with such a case are picked here from the few open
+        cases, rather than sending the whole batch's keys to PostgreSQL to look up."""
+        watched = {
+            row["license_key"]
+            for row in await connection.fetch(
+                "SELECT license_key FROM fraud_cases "
+                "WHERE status = 'open' AND next_check_at IS NOT NULL"
+            )
+        }
+        affected = [key for key in keys if key in watched]
+        if not affected:
+            return
+        await connection.execute(
+            """UPDATE fraud_cases SET next_check_at = LEAST(next_check_at, $2)
+               WHERE id IN (SELECT id FROM fraud_cases
+                            WHERE license_key = ANY($1::text[]) AND status = 'open'
+                              AND next_check_at IS NOT NULL
+                            ORDER BY id FOR UPDATE)""",
+            affected,
+            now,
+        )
 
     async def _over_since(self, key: str) -> datetime | None:
         raw = await self._redis.hget(self._layout.for_license(key, 0).license, "over")

@@ -6,13 +6,24 @@ Cases are opened in fraud/case_opening.py; this module evaluates the open ones.
   that crashed after the commit, can never run a step twice (R14).
 - Disabling writes PostgreSQL, then the Redis license document, so every API process answers
   DISABLED on its next request (R17). The Redis case summary (stage, grace end, disable date)
-  is re-written from PostgreSQL on every pass, so a crash between the two writes heals itself.
+  is re-written from PostgreSQL at every evaluation.
+- A pass evaluates only the open cases whose `next_check_at` has come (a partial index over
+  the open cases), not every open case: what is due costs, what is open does not. After an
+  evaluation the case's next check is `fraud.cases.next_check_at`.
+- A case that changes (a step, a resolution, a new stage) gets its next check in two steps:
+  the evaluation's transaction leaves it due as unfinished ('-infinity'), and only once Redis
+  is written is the next check set, on condition that nobody wrote the row in between (its
+  `xmin`). A crash or a Redis error between the two leaves the case due, so the next pass
+  evaluates it in full and writes Redis again; an event or a person's action in between (both
+  make the case due) is never overwritten.
+- A due case with nothing to do (most: a server that might have gone silent phoned home
+  after all) is only rescheduled, in one statement for all of them (`evaluate_due`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,18 +39,48 @@ from fraud.cases import (
     disable_at,
     evaluate,
     grace_ends_at,
+    next_check_at,
     severity,
 )
 from fraud.disabling import disable_license
 from fraud.escalation import Action, Ladder, Rung
 from fraud.notify.outbox import Channel, enqueue
 from fraud.review.queries import case_from_row, fetch_case
-from fraud.review.summary import active_servers, clear_summary, refresh_license, write_summary
+from fraud.review.summary import (
+    clear_summary,
+    refresh_license,
+    servers_last_seen,
+    servers_last_seen_of,
+    write_summary,
+)
 
 log = logging.getLogger(__name__)
 
 ACTOR = "fraud-worker"
 STEP_TAKEN_RETRIES = 3
+
+# The due cases as the rules see them, with the row's version and whether its last evaluation
+# is unfinished ('-infinity': committed, Redis not yet written, or never evaluated).
+_DUE = """
+SELECT c.*, c.xmin::text AS version, c.next_check_at = '-infinity' AS unfinished,
+       COALESCE(l.exception_max_servers, l.max_servers) AS allowed,
+       COALESCE((SELECT array_agg(s.step ORDER BY s.step) FROM case_steps s
+                 WHERE s.case_id = c.id), '{}') AS steps_done
+FROM fraud_cases c JOIN licenses l ON l.key = c.license_key
+WHERE c.status = 'open' AND c.next_check_at <= $1
+ORDER BY c.next_check_at, c.id
+"""
+
+# Next checks of due cases with nothing to do; rows locked in id order (as ingest locks them),
+# and only rows nobody wrote since they were read.
+_RESCHEDULE = """
+WITH locked AS (SELECT id FROM fraud_cases WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+UPDATE fraud_cases c SET next_check_at = v.at, servers_active = v.active,
+       servers_allowed = v.allowed
+FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::text[])
+     AS v (id, at, active, allowed, version)
+WHERE c.id = v.id AND c.id IN (SELECT id FROM locked) AND c.xmin::text = v.version
+"""
 
 
 class StepTaken(Exception):
@@ -53,6 +94,7 @@ class CaseReport:
     leaks: int = 0
     steps: dict[str, int] = field(default_factory=dict)
     disabled: int = 0
+    evaluated: int = 0  # cases a pass looked at: the due ones, not every open one
 
 
 class CaseRunner:
@@ -75,15 +117,61 @@ class CaseRunner:
 
     # -- evaluation ------------------------------------------------------------------------
 
-    async def evaluate_open(self, now: datetime) -> CaseReport:
-        """Every open case, each in its own transaction holding the case row's lock, so a
-        reviewer's action and the worker never interleave on one case; a case locked by
-        someone else is left to the next pass."""
+    async def evaluate_due(self, now: datetime) -> CaseReport:
+        """The open cases whose next check has come (`next_check_at <= now`).
+
+        - All of them are read in one query and their servers in one Redis round trip, and
+          the pure rules say which have something to do (resolve, a step, a new stage).
+        - Those with nothing to do, their last evaluation complete (Redis written), get their
+          next check in one statement, on condition that nobody wrote the row since the read.
+        - Each of the others is evaluated in its own transaction holding the case row's lock,
+          so a reviewer's action and the worker never interleave on one case; a case locked
+          by someone else stays due for the next pass.
+        """
         report = CaseReport()
-        ids = await self._pool.fetch("SELECT id FROM fraud_cases WHERE status = 'open' ORDER BY id")
-        for row in ids:
-            await self.evaluate_case(row["id"], now, report)
+        rows = await self._pool.fetch(_DUE, now)
+        if not rows:
+            return report
+        cutoff = now - self._window
+        keys = [row["license_key"] for row in rows]
+        seen_by_key = await servers_last_seen_of(self._redis, self._layout, keys, cutoff)
+        quiet: list[tuple[int, datetime | None, int, int, str]] = []
+        busy: list[int] = []
+        for row, seen in zip(rows, seen_by_key, strict=True):
+            case = case_from_row(row)
+            active, allowed = len(seen), row["allowed"]
+            result = evaluate(
+                case, servers_active=active, servers_allowed=allowed, now=now, ladder=self._ladder
+            )
+            if (
+                row["unfinished"]
+                or result.resolve
+                or result.rungs
+                or result.stage is not case.stage
+                or case.stage is CaseStage.DISABLED
+            ):
+                busy.append(row["id"])
+                continue
+            counted = replace(case, servers_active=active, servers_allowed=allowed)
+            at = next_check_at(counted, self._ladder, last_seen=seen, window=self._window, now=now)
+            quiet.append((row["id"], at, active, allowed, row["version"]))
+        if quiet:
+            await self._pool.execute(
+                _RESCHEDULE,
+                *(list(column) for column in zip(*quiet, strict=True)),
+            )
+            report.evaluated += len(quiet)
+        for case_id in busy:
+            await self.evaluate_case(case_id, now, report)
         return report
+
+    async def recheck_all(self) -> int:
+        """Every open case evaluated in full on the next pass, which writes its Redis summary
+        again: for when Redis came back without its data (a stream's group vanished)."""
+        status: str = await self._pool.execute(
+            "UPDATE fraud_cases SET next_check_at = '-infinity' WHERE status = 'open'"
+        )
+        return int(status.split()[-1])
 
     async def evaluate_case(self, case_id: int, now: datetime, report: CaseReport) -> None:
         """Evaluate one case. A step another worker recorded first rolls this attempt back and
@@ -101,6 +189,7 @@ class CaseRunner:
     async def _evaluate_one(self, case_id: int, now: datetime, report: CaseReport) -> None:
         cutoff = now - self._window
         counted = CaseReport()
+        version: str | None = None
         async with self._pool.acquire() as connection, connection.transaction():
             # A case another worker or a reviewer holds is theirs this pass: skipped, not
             # waited for, so workers share the open cases instead of queueing on each one.
@@ -111,12 +200,14 @@ class CaseRunner:
             row = None if held is None else await fetch_case(connection, case_id)
             if row is None or row["status"] != "open":
                 return
+            counted.evaluated = 1
             case = case_from_row(row)
             allowed = await connection.fetchval(
                 "SELECT COALESCE(exception_max_servers, max_servers) FROM licenses WHERE key = $1",
                 case.license_key,
             )
-            active = await active_servers(self._redis, self._layout, case.license_key, cutoff)
+            seen = await servers_last_seen(self._redis, self._layout, case.license_key, cutoff)
+            active = len(seen)
             result = evaluate(
                 case, servers_active=active, servers_allowed=allowed, now=now, ladder=self._ladder
             )
@@ -129,28 +220,42 @@ class CaseRunner:
                     counted.steps[rung.step.value] = counted.steps.get(rung.step.value, 0) + 1
                     if Action.DISABLE_KEY in rung.actions:
                         counted.disabled += 1
-                await connection.execute(
+                # Still due, as unfinished, until Redis is written; see the module docstring.
+                version = await connection.fetchval(
                     """UPDATE fraud_cases SET stage = $2, next_due_at = $3,
-                           servers_active = $4, servers_allowed = $5 WHERE id = $1""",
+                           servers_active = $4, servers_allowed = $5,
+                           next_check_at = '-infinity'
+                       WHERE id = $1 RETURNING xmin::text""",
                     case.id,
                     result.stage.value,
                     result.next_due_at,
                     active,
                     allowed,
                 )
-            updated = apply_evaluation(case, result, now=now)
+            updated = replace(
+                apply_evaluation(case, result, now=now),
+                servers_active=active,
+                servers_allowed=allowed,
+            )
         # Counted once committed: a rolled-back attempt (StepTaken) did nothing.
+        report.evaluated += counted.evaluated
         report.resolved += counted.resolved
         report.disabled += counted.disabled
         for step, count in counted.steps.items():
             report.steps[step] = report.steps.get(step, 0) + count
-        # After the commit: Redis follows PostgreSQL (re-written every pass, so it heals).
+        # After the commit: Redis follows PostgreSQL.
         if updated.resolved:
             await clear_summary(self._redis, self._layout, case.license_key)
             return
         await write_summary(self._redis, self._layout, updated, self._ladder)
         if updated.stage is CaseStage.DISABLED:
             await refresh_license(self._pool, self._store, case.license_key)
+        await self._pool.execute(
+            "UPDATE fraud_cases SET next_check_at = $2 WHERE id = $1 AND xmin::text = $3",
+            case.id,
+            next_check_at(updated, self._ladder, last_seen=seen, window=self._window, now=now),
+            version,
+        )
 
     async def _run_rung(
         self,
@@ -251,7 +356,7 @@ class CaseRunner:
         await connection.execute(
             """UPDATE fraud_cases SET status = 'resolved', stage = 'resolved',
                    resolved_at = $2, resolution = 'servers back within the limit',
-                   resolved_by = $3, next_due_at = NULL, servers_active = $4,
+                   resolved_by = $3, next_due_at = NULL, next_check_at = NULL, servers_active = $4,
                    servers_allowed = $5, on_hold = false
                WHERE id = $1""",
             case.id,

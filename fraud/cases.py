@@ -6,11 +6,13 @@ back; exactly-once execution of a step is the worker's unique (case, step) row (
 
 A case is *open* while `resolved` is False. Its stage is GRACE until the first rung runs, then
 OVERDUE, then DISABLED (the key is disabled, the case stays open until a person re-enables the
-key), and RESOLVED once resolved.
+key), and RESOLVED once resolved. DISABLED is terminal for the worker: the case stays in the
+open queue for a person, but `next_check_at` never makes it due again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -18,6 +20,9 @@ from activation.licensing.model import CaseStage, TeamAction
 from fraud.escalation import Ladder, Rung, Step
 
 LEAK_THRESHOLD = 5
+# A server seen at `t` is active while `now - window <= t` (R11); it has left one second later,
+# a margin that also absorbs the float seconds Redis stores last-seen times in.
+LEFT_WINDOW_AFTER = timedelta(seconds=1)
 MAX_EXTENSION_DAYS = 365
 MAX_EXCEPTION_SERVERS = 100
 
@@ -172,6 +177,63 @@ def apply_evaluation(case: Case, evaluation: Evaluation, *, now: datetime) -> Ca
         stage=evaluation.stage,
         steps_done=case.steps_done | {rung.step for rung in evaluation.rungs},
     )
+
+
+def within_limit_at(
+    last_seen: Iterable[datetime], servers_allowed: int, *, window: timedelta, now: datetime
+) -> datetime | None:
+    """When the key falls back within its limit if no server phones home again (R11, R15).
+
+    - Active servers are those seen at or after `now - window` (R11); older times are ignored.
+    - With `n` active and `allowed` allowed, the `n - allowed` least recently seen must go
+      silent: the moment is the last-seen time of the (n - allowed)-th oldest active server
+      plus the window (plus `LEFT_WINDOW_AFTER`). None when the key is already within its limit.
+    - Never late: a phone-home only moves a last-seen time later and a new server only adds
+      one to wait for, so a moment computed earlier is at or before the real one, and checking
+      then and computing again reaches the real one.
+    """
+    active = sorted(seen for seen in last_seen if seen >= now - window)
+    extra = len(active) - servers_allowed
+    if extra <= 0:
+        return None
+    return active[extra - 1] + window + LEFT_WINDOW_AFTER
+
+
+def next_check_at(
+    case: Case,
+    ladder: Ladder,
+    *,
+    last_seen: Iterable[datetime],
+    window: timedelta,
+    now: datetime,
+) -> datetime | None:
+    """The earliest moment an evaluation of `case` (as persisted after this one) may come out
+    differently, so the worker need not look at the case before then (`next_check_at`).
+
+    - A resolved case, or one in stage DISABLED, is never due: nothing further runs for it
+      without a person (R15: a disabled key stays disabled until a person re-enables it), and
+      every action of the fraud team makes its case due at once.
+    - The due time of the first ladder step not yet done (R14: opening + offset + extension);
+      not while the case is on hold, which only a person's `release_hold` ends.
+    - The moment the key would fall back within `case.servers_allowed` because servers stop
+      phoning home (`within_limit_at`), held or not: R15's self-resolution happens on time even
+      when no event arrives.
+    - Whichever is first; None when neither applies.
+    - What happens in between is an event: a deactivation, or an activation showing the key
+      within its limit, makes the case due at ingest (`fraud.case_opening`); an activation still
+      over the limit changes nothing here (the ladder runs on time, not on events).
+    """
+    if case.resolved or case.stage is CaseStage.DISABLED:
+        return None
+    candidates: list[datetime] = []
+    if not case.on_hold:
+        pending = [rung for rung in ladder.rungs if rung.step not in case.steps_done]
+        if pending:
+            candidates.append(due_at(case, pending[0]))
+    falls_back = within_limit_at(last_seen, case.servers_allowed, window=window, now=now)
+    if falls_back is not None:
+        candidates.append(falls_back)
+    return min(candidates, default=None)
 
 
 def _stage_after(ladder: Ladder, done: frozenset[Step]) -> CaseStage:

@@ -131,6 +131,8 @@ class Worker:
             while True:
                 current = await upcoming
                 self._count_resets(current.resets)
+                if current.resets:  # Redis lost its data: the case summaries with it
+                    await self.cases.recheck_all()
                 if current.empty:
                     return
                 storing = asyncio.create_task(self.ingest.store(current, opens))
@@ -164,7 +166,7 @@ class Worker:
 
     async def run_once(self, *, periodic: bool = True, send: bool = True) -> PassReport:
         """One pass. Ingest and the cache safety net run every pass; `periodic` adds the
-        duties whose deadlines are hours or days apart (evaluating every open case, M&S
+        duties whose deadlines are hours or days apart (evaluating the cases due, M&S
         duties, the gauges), which the loop runs every few seconds, not every pass. `send`
         then sends everything due (the loop leaves that to its sender loops)."""
         started = time.perf_counter()
@@ -198,7 +200,8 @@ class Worker:
             self.metrics.notifications.labels(channel, event).inc()
 
     async def _periodic(self, report: PassReport, now: datetime) -> None:
-        evaluated = await self.cases.evaluate_open(now)
+        evaluated = await self.cases.evaluate_due(now)
+        report.cases.evaluated = evaluated.evaluated
         report.cases.resolved = evaluated.resolved
         report.cases.steps = evaluated.steps
         report.cases.disabled = evaluated.disabled

@@ -19,7 +19,7 @@ _UPDATE_CASE = """
 UPDATE fraud_cases SET stage = $2, status = $3, on_hold = $4, hold_started_at = $5,
        extension_seconds = $6, servers_active = $7, servers_allowed = $8, next_due_at = $9,
        resolved_at = COALESCE($10, resolved_at), resolution = COALESCE($11, resolution),
-       resolved_by = COALESCE($12, resolved_by)
+       resolved_by = COALESCE($12, resolved_by), next_check_at = $13
 WHERE id = $1
 """
 
@@ -63,6 +63,7 @@ async def save_action(
         now if newly_resolved else None,
         resolution(action, note, result) if newly_resolved else None,
         actor if newly_resolved else None,
+        None if case.resolved else now,  # the worker looks at the changed case at once
     )
     if result.new_max_servers is not None:  # R12: the fraud team's exception
         await conn.execute(

@@ -9,7 +9,7 @@ seconds as text) and `over` (when the key first went over its limit). The format
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -94,6 +94,38 @@ async def active_servers(redis: Redis, layout: KeyLayout, key: str, cutoff: date
         return int(await redis.zcount(installations, cutoff.timestamp(), "+inf"))
     except (RedisError, OSError) as error:
         raise StoreUnavailable(str(error)) from error
+
+
+async def servers_last_seen(
+    redis: Redis, layout: KeyLayout, key: str, cutoff: datetime
+) -> list[datetime]:
+    """When each server of the key seen since `cutoff` was last seen (R11): their number is
+    `active_servers`, their times say when they leave the active window."""
+    installations = layout.for_license(key, 0).installations
+    try:
+        seen = await redis.zrangebyscore(installations, cutoff.timestamp(), "+inf", withscores=True)
+    except (RedisError, OSError) as error:
+        raise StoreUnavailable(str(error)) from error
+    return [datetime.fromtimestamp(float(pair[1]), UTC) for pair in seen]
+
+
+async def servers_last_seen_of(
+    redis: Redis, layout: KeyLayout, keys: list[str], cutoff: datetime
+) -> list[list[datetime]]:
+    """`servers_last_seen` of many keys in one round trip, in the order of `keys`."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrangebyscore(
+                    layout.for_license(key, 0).installations,
+                    cutoff.timestamp(),
+                    "+inf",
+                    withscores=True,
+                )
+            replies = await pipe.execute()
+    except (RedisError, OSError) as error:
+        raise StoreUnavailable(str(error)) from error
+    return [[datetime.fromtimestamp(float(pair[1]), UTC) for pair in seen] for seen in replies]
 
 
 async def write_summary(redis: Redis, layout: KeyLayout, case: Case, ladder: Ladder) -> None:
