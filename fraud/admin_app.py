@@ -17,6 +17,7 @@ CASES = CaseSide(
     console=create_console_app,
     open_case=queries.open_case_of,
     case_item=routes.case_item,
+    enable_disabled_case=routes.enable_disabled_case,
 )
 
 

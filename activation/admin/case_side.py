@@ -26,6 +26,8 @@ class CaseSide:
     open_case: Callable[[asyncpg.Connection, str], Awaitable[CaseRow | None]]
     # ... and shown as a review-queue item with the license's servers.
     case_item: Callable[[web.Request, CaseRow, list[dict[str, Any]]], dict[str, Any]]
+    # Enables a key its open case disabled through that case (True), or does nothing (False).
+    enable_disabled_case: Callable[[web.Request, str], Awaitable[bool]]
 
 
 CASE_SIDE = web.AppKey("case_side", CaseSide)

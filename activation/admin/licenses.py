@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 
 import asyncpg
@@ -11,7 +10,7 @@ from aiohttp import web
 from activation.admin import audit
 from activation.admin import parsing as p
 from activation.admin.auth import actor, requires
-from activation.admin.cases import ladder_of
+from activation.admin.case_side import case_side_of
 from activation.admin.license_common import (
     change_license,
     full_view,
@@ -21,12 +20,10 @@ from activation.admin.license_common import (
 from activation.admin.license_input import addon_name, new_license
 from activation.admin.state import Role, now, render, resources_of, today
 from activation.api.problems import ProblemError
-from activation.licensing.model import CaseStage, LicenseKind, LicenseStatus
+from activation.licensing.model import LicenseKind, LicenseStatus
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord, NewLicense
 from activation.store.cache_write import write_through
-from fraud.cases import ActionRefused, TeamAction
-from fraud.review import actions, queries
 
 routes = web.RouteTableDef()
 
@@ -93,19 +90,12 @@ async def enable_license(request: web.Request) -> web.Response:
     """A key its fraud case disabled is enabled through the case's `enable` action, so the
     case resolves with it (R15) instead of staying open on an enabled key."""
     key = path_key(request)
-    resources = resources_of(request)
-    async with resources.pool.acquire() as conn:
-        case = await queries.open_case_of(conn, key)
-    if case is not None and case["stage"] == CaseStage.DISABLED.value:
-        with contextlib.suppress(ActionRefused):  # a reviewer enabled it first: plain enable
-            await actions.perform(
-                resources, ladder_of(request), case["id"], TeamAction.ENABLE,
-                actor=actor(request), at=await now(request), note="license enabled",
-            )  # fmt: skip
-            async with resources.pool.acquire() as conn:
-                record = await admin_store.fetch_license(conn, key)
-            assert record is not None
-            return render(await full_view(request, record, await today(request)))
+    side = case_side_of(request)
+    if side is not None and await side.enable_disabled_case(request, key):
+        async with resources_of(request).pool.acquire() as conn:
+            record = await admin_store.fetch_license(conn, key)
+        assert record is not None
+        return render(await full_view(request, record, await today(request)))
 
     async def change(conn: asyncpg.Connection, before: LicenseRecord, at: datetime) -> None:
         await admin_store.set_status(conn, before.license.key, LicenseStatus.ACTIVE, None, at)

@@ -61,6 +61,25 @@ def case_item(
     return summary.case_item(row, ladder_of(request), servers)
 
 
+async def enable_disabled_case(request: web.Request, key: str) -> bool:
+    """Enable `key` through its case's `enable` action when its open case disabled it, so the
+    case resolves with it (R15) instead of staying open on an enabled key; False when there is
+    no such case (or a reviewer enabled it first): the caller enables the license plainly."""
+    resources = resources_of(request)
+    async with resources.pool.acquire() as conn:
+        case = await queries.open_case_of(conn, key)
+    if case is None or case["stage"] != CaseStage.DISABLED.value:
+        return False
+    try:
+        await actions.perform(
+            resources, ladder_of(request), case["id"], TeamAction.ENABLE,
+            actor=actor(request), at=await now(request), note="license enabled",
+        )  # fmt: skip
+    except ActionRefused:
+        return False
+    return True
+
+
 def prepare(app: web.Application, resources: Resources) -> None:
     app[LADDER] = ladder_for(resources.settings)
 
