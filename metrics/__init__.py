@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as _multiprocess
 
-from metrics.tally import FoldingRegistry, LatencyTally, Tally
+from metrics.tally import FoldingRegistry, Tally
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -95,13 +95,13 @@ class ApiMetrics:
             ["code"],
             registry=self.registry,
         )
-        activation_latency = Histogram(
+        self.activation_latency = Histogram(
             "activation_duration_seconds",
             "Time to answer POST /v1/activations (parse, Redis, decision, signature).",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        script_latency = Histogram(
+        self.script_latency = Histogram(
             "redis_script_duration_seconds",
             "Time of the activation store call: one script round trip to Redis (two, plus a "
             "PostgreSQL read, on a license cache miss).",
@@ -150,8 +150,6 @@ class ApiMetrics:
         )
         # Children bound once: the hot path increments without a labels() lookup.
         self.activations_by_code = {code: Tally(self.activations.labels(code)) for code in CODES}
-        self.activation_latency = LatencyTally(activation_latency)
-        self.script_latency = LatencyTally(script_latency)
         self.cache_hits = Tally(cache_hits)
         self.cache_misses = Tally(cache_misses)
         # Tallies: under overload most answers are these.
@@ -160,8 +158,6 @@ class ApiMetrics:
         self.registry.fold_on_collect(
             [
                 *self.activations_by_code.values(),
-                self.activation_latency,
-                self.script_latency,
                 self.cache_hits,
                 self.cache_misses,
                 self.shed_inflight,

@@ -1,10 +1,11 @@
 """Hot-path metrics as plain per-process tallies, folded into prometheus-client's metrics.
 
 Every prometheus-client update takes a lock, and with `--processes N` also writes a
-memory-mapped file; the activation path makes several per request. A tally is an int, or a list
-of pending observations, that the event-loop thread appends to; `fold()` hands what accumulated
-to the real metric through its public calls (`Counter.inc(n)`, `Histogram.observe`), so names,
-labels, buckets and the multiprocess sum stay prometheus-client's.
+memory-mapped file; the activation path bumps several counters per request. A tally is an int
+that the event-loop thread increments; `fold()` adds what accumulated to the real counter through
+its public `inc(n)`, so names, labels and the multiprocess sum stay prometheus-client's. The
+latency histograms are observed directly: prometheus-client has no public call that adds many
+observations at once, and handing them over in bursts would stall the event loop.
 
 When the numbers reach prometheus-client:
 
@@ -13,9 +14,7 @@ When the numbers reach prometheus-client:
 - in multiprocess mode (`--processes N`), the process that answers a scrape folds its own
   tallies first, and every process folds once a second (`fold_periodically`) and when it stops:
   the other processes' updates reach a scrape at most about a second late, which Prometheus's
-  scrape interval (15 s and up) does not notice;
-- a histogram's tally also folds by itself once `FOLD_AT` observations are pending, so memory
-  stays bounded between scrapes.
+  scrape interval (15 s and up) does not notice.
 
 Tallies are touched only by their process's event-loop thread, which also folds them: no lock.
 """
@@ -26,7 +25,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics_core import Metric
 
 FOLD_EVERY_SECONDS = 1.0
@@ -51,32 +50,6 @@ class Tally:
             self._counter.inc(count)
 
 
-class LatencyTally:
-    """Observations for one histogram, pending until the next fold."""
-
-    __slots__ = ("_histogram", "_pending")
-
-    FOLD_AT = 4096
-
-    def __init__(self, histogram: Histogram) -> None:
-        self._histogram = histogram
-        self._pending: list[float] = []
-
-    def observe(self, seconds: float) -> None:
-        pending = self._pending
-        pending.append(seconds)
-        if len(pending) >= self.FOLD_AT:
-            self.fold()
-
-    def fold(self) -> None:
-        pending = self._pending
-        if pending:
-            self._pending = []
-            observe = self._histogram.observe
-            for seconds in pending:
-                observe(seconds)
-
-
 class FoldingRegistry(CollectorRegistry):
     """A registry that folds its tallies before every collection."""
 
@@ -84,7 +57,7 @@ class FoldingRegistry(CollectorRegistry):
         super().__init__()
         self._folders: list[Callable[[], None]] = []
 
-    def fold_on_collect(self, tallies: Iterable[Tally | LatencyTally]) -> None:
+    def fold_on_collect(self, tallies: Iterable[Tally]) -> None:
         self._folders.extend(tally.fold for tally in tallies)
 
     def fold(self) -> None:

@@ -4,43 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from metrics import LATENCY_BUCKETS, ApiMetrics
-from metrics.tally import FoldingRegistry, LatencyTally, Tally, fold_periodically
-
-# Below the first bound, on bounds exactly (counted in that bucket: `le`), between them, above
-# the last one (+Inf only), zero.
-OBSERVED = (0.0, 0.0001, 0.0005, 0.00050001, 0.001, 0.003, 0.01, 0.7, 1.0, 1.5, 42.0, 0.0005)
-
-
-def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in registry.collect()
-        for sample in family.samples
-        if not sample.name.endswith("_created")
-    }
-
-
-@pytest.mark.parametrize("folds", [1, 3])
-def test_folded_histogram_equals_observed_histogram(folds: int) -> None:
-    direct_registry, tallied_registry = CollectorRegistry(), FoldingRegistry()
-    direct = Histogram("latency_seconds", "x", buckets=LATENCY_BUCKETS, registry=direct_registry)
-    tallied = Histogram("latency_seconds", "x", buckets=LATENCY_BUCKETS, registry=tallied_registry)
-    tally = LatencyTally(tallied)
-    tallied_registry.fold_on_collect([tally])
-    for round_ in range(folds):  # folding in between must not count anything twice
-        for seconds in OBSERVED:
-            direct.observe(seconds)
-            tally.observe(seconds)
-        if round_ < folds - 1:
-            tally.fold()
-    expected = _samples(direct_registry)
-    assert expected[("latency_seconds_count", ())] == len(OBSERVED) * folds
-    assert _samples(tallied_registry) == expected
-    assert _samples(tallied_registry) == expected  # collecting again adds nothing
+from metrics import ApiMetrics
+from metrics.tally import FoldingRegistry, Tally, fold_periodically
 
 
 def test_counter_tally_adds_its_count_once() -> None:
@@ -87,14 +54,3 @@ async def test_fold_periodically_folds_without_a_collection() -> None:
         assert plain.get_sample_value("answers_total") == 1
         tally.inc()
     assert plain.get_sample_value("answers_total") == 2  # folded once more at the end
-
-
-def test_a_histogram_tally_folds_itself_when_many_are_pending() -> None:
-    """Between scrapes of a busy single process, pending observations stay bounded."""
-    registry = CollectorRegistry()  # read without folding: only what folded by itself shows
-    tally = LatencyTally(Histogram("latency_seconds", "x", registry=registry))
-    for _ in range(LatencyTally.FOLD_AT - 1):
-        tally.observe(0.001)
-    assert registry.get_sample_value("latency_seconds_count") == 0
-    tally.observe(0.001)
-    assert registry.get_sample_value("latency_seconds_count") == LatencyTally.FOLD_AT
