@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 from binascii import b2a_base64
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from nacl.signing import SigningKey
 
-from activation.api.keyring import key_id
+from activation.api.keyring import key_id, write_private_key
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +69,10 @@ def load_signer(path: str | None, *, generate: bool) -> Signer:
     if not file.exists():
         if not generate:
             raise RuntimeError(f"SIGNING_KEY_FILE {path} does not exist")
-        _create_key_file(file)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        write_private_key(file)
         log.warning("generated a new signing key in %s (dev mode)", file)
     loaded = serialization.load_pem_private_key(file.read_bytes(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
         raise RuntimeError(f"{path} is not an Ed25519 private key")
     return Signer(loaded)
-
-
-def _create_key_file(file: Path) -> None:
-    """A new private key in `file`, readable by its owner only from the moment it exists
-    (created 0600, never widened and narrowed afterwards); O_EXCL: a file another process
-    created meanwhile is not overwritten."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(pem)

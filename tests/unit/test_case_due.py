@@ -4,39 +4,17 @@ limit (R11, R15), with fixed datetimes and the default ladder (30/37/44 days, 7-
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from activation.licensing.model import CaseStage
 from fraud.cases import Case, next_check_at, within_limit_at
-from fraud.escalation import DEFAULT_LADDER, Step
+from fraud.escalation import DEFAULT_LADDER
+from tests.unit.test_cases import OPENED, D, G, R, S, X, case
 
-OPENED = datetime(2019, 3, 1, 12, 0, tzinfo=UTC)
-D = timedelta(days=1)
-S = timedelta(seconds=1)
 WINDOW = 7 * D
-G, R, X = Step.GRACE_OVER, Step.REMINDER, Step.DISABLE
-
-
-def case(**kw: Any) -> Case:
-    base: dict[str, Any] = {
-        "id": 7,
-        "license_key": "K-1",
-        "opened_at": OPENED,
-        "stage": CaseStage.GRACE,
-        "resolved": False,
-        "on_hold": False,
-        "hold_started_at": None,
-        "extension": timedelta(0),
-        "steps_done": frozenset(),
-        "leak_suspected": False,
-        "servers_active": 2,
-        "servers_allowed": 1,
-    }
-    base.update(kw)
-    return Case(**base)
 
 
 def check(c: Case, *, now: timedelta, seen: list[timedelta]) -> datetime | None:
