@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import aiohttp
@@ -28,10 +28,11 @@ import asyncpg
 
 from activation.store.migrate import migrate
 from tests.faults.owned import free_port
+from tests.integration import helpers
+from tests.integration.helpers import insert_licenses
 from tests.integration.servers import server_env, spawn, stop, wait_ready
 
 BIN = Path(sys.executable).parent
-KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 def scale() -> float:
@@ -44,29 +45,14 @@ async def prepare_database(url: str, keys: list[str]) -> None:
     connection = await asyncpg.connect(url)
     try:
         await migrate(connection)
-        customer = await connection.fetchval(
-            "INSERT INTO customers (name, email) VALUES ('Fault Test Hosting', 'ops@fault.test')"
-            " RETURNING id"
-        )
-        await connection.execute(
-            "INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on,"
-            " max_servers) SELECT k, $2, 'smartermail', 'perpetual', 'enterprise', $3, 2"
-            " FROM unnest($1::text[]) AS k",
-            keys,
-            customer,
-            date(2026, 1, 5),
-        )
+        await insert_licenses(connection, keys, "ops@fault.test", 2)
     finally:
         await connection.close()
 
 
 def license_keys(count: int, seed: int) -> list[str]:
-    import random
-
-    rng = random.Random(seed)
-    return [
-        "-".join("".join(rng.choices(KEY_ALPHABET, k=5)) for _ in range(5)) for _ in range(count)
-    ]
+    """`count` license keys, the same for the same `seed`."""
+    return helpers.license_keys(count, random.Random(seed))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from tests.faults.workers import (
     Fleet,
     HungServer,
     fault_scale,
-    license_keys,
     open_cases,
     produce_activations,
     seed_licenses,
@@ -35,6 +34,7 @@ from tests.faults.workers import (
     webhook_sink,
     worker_env,
 )
+from tests.integration.helpers import license_keys
 from tests.integration.receivers import free_port
 
 CASES = 60

@@ -28,13 +28,13 @@ from tests.faults.workers import (
     DAY,
     Fleet,
     fault_scale,
-    license_keys,
     seed_licenses,
     servers_seen,
     smtp_sink,
     webhook_sink,
     worker_env,
 )
+from tests.integration.helpers import license_keys
 from tests.integration.receivers import free_port
 
 KEYS = 200

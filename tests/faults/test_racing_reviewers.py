@@ -33,11 +33,11 @@ from tests.faults.workers import (
     DAY,
     Fleet,
     fault_scale,
-    license_keys,
     open_cases,
     seed_licenses,
     servers_seen,
 )
+from tests.integration.helpers import license_keys
 from tests.integration.servers import Server, server_env, serving
 
 CASES = 100

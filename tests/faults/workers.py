@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -29,12 +28,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from activation.config import Settings
 from activation.runtime import Resources
-from activation.store.redis_store import ActivationRequest, Recorded
+from activation.store.redis_store import Recorded
 from fraud.notify import verify
+from tests.integration.helpers import activation_requests, insert_licenses
 from tests.integration.receivers import SECRET, free_port
 
 WORKER = Path(sys.executable).parent / "fraud-worker"
-KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 PASS_FAILED = "worker pass failed"
 
 
@@ -159,30 +158,12 @@ class Fleet:
         return self.logs().count("Traceback")
 
 
-def license_keys(count: int, rng: random.Random) -> list[str]:
-    return [
-        "-".join("".join(rng.choices(KEY_ALPHABET, k=5)) for _ in range(5)) for _ in range(count)
-    ]
-
-
 async def seed_licenses(
     resources: Resources, keys: list[str], email: str, max_servers: int = 1
 ) -> None:
     """One customer, `keys` licenses of `max_servers` servers."""
     async with resources.pool.acquire() as connection, connection.transaction():
-        customer = await connection.fetchval(
-            "INSERT INTO customers (name, email) VALUES ('Fault Test Hosting', $1) RETURNING id",
-            email,
-        )
-        await connection.execute(
-            "INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on,"
-            " max_servers) SELECT k, $2, 'smartermail', 'perpetual', 'enterprise', $3, $4"
-            " FROM unnest($1::text[]) AS k",
-            keys,
-            customer,
-            date(2026, 1, 5),
-            max_servers,
-        )
+        await insert_licenses(connection, keys, email, max_servers)
 
 
 async def open_cases(resources: Resources, keys: list[str], opened_at: datetime) -> None:
@@ -295,16 +276,6 @@ async def produce_activations(
 ) -> list[str]:
     """`count` activations within the keys' limits (two servers each, two allowed), through
     the activation script the API calls; the event ids recorded."""
-    requests = [
-        ActivationRequest(
-            license_key=random.choice(keys),
-            fingerprint=random.choice(("server-a", "server-b")),
-            hostname="mail.example.com",
-            version="16.3.6989",
-            ip="203.0.113.9",
-            event_id=os.urandom(16).hex(),
-        )
-        for _ in range(count)
-    ]
+    requests = activation_requests(keys, count)
     outcomes = await asyncio.gather(*(resources.store.activate(r, clock_now) for r in requests))
     return [r.event_id for r, o in zip(requests, outcomes, strict=True) if isinstance(o, Recorded)]

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import random
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
@@ -16,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from activation.api.app import PublicApi
 from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
+from activation.store.redis_store import ActivationRequest
 from fraud.admin_app import create_admin_app
 from fraud.ingest import GROUP
 
@@ -176,3 +181,48 @@ async def raw_exchange(
         return answer
     finally:
         await runner.cleanup()
+
+
+KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def license_keys(count: int, rng: random.Random) -> list[str]:
+    """`count` license keys in the product's format, drawn from `rng`."""
+    return [
+        "-".join("".join(rng.choices(KEY_ALPHABET, k=5)) for _ in range(5)) for _ in range(count)
+    ]
+
+
+async def insert_licenses(
+    connection: asyncpg.Connection, keys: list[str], email: str, max_servers: int
+) -> None:
+    """One customer (`email`) with `keys` as perpetual licenses of `max_servers` servers,
+    written in one statement (the fault and crash tests seed hundreds)."""
+    customer = await connection.fetchval(
+        "INSERT INTO customers (name, email) VALUES ('Fault Test Hosting', $1) RETURNING id",
+        email,
+    )
+    await connection.execute(
+        "INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on,"
+        " max_servers) SELECT k, $2, 'smartermail', 'perpetual', 'enterprise', $3, $4"
+        " FROM unnest($1::text[]) AS k",
+        keys,
+        customer,
+        date(2026, 1, 5),
+        max_servers,
+    )
+
+
+def activation_requests(keys: list[str], count: int) -> list[ActivationRequest]:
+    """`count` phone-homes of random `keys` from two servers each ("server-a", "server-b")."""
+    return [
+        ActivationRequest(
+            license_key=random.choice(keys),
+            fingerprint=random.choice(("server-a", "server-b")),
+            hostname="mail.example.com",
+            version="16.3.6989",
+            ip="203.0.113.9",
+            event_id=os.urandom(16).hex(),
+        )
+        for _ in range(count)
+    ]

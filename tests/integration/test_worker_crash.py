@@ -32,17 +32,21 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 from activation.runtime import Resources
-from activation.store.redis_store import ActivationRequest, Recorded
+from activation.store.redis_store import Recorded
 from fraud.ingest import GROUP, StreamIngest
-from tests.integration.helpers import pending_total
+from tests.integration.helpers import (
+    activation_requests,
+    insert_licenses,
+    license_keys,
+    pending_total,
+)
 
 WORKER = Path(sys.executable).parent / "fraud-worker"
-KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 LICENSES = 150
 BURST = 750  # activations per cycle
 KILLS = 4  # at least this many SIGKILLs
@@ -60,42 +64,15 @@ class CrashLog:
     logs: list[Path] = field(default_factory=list)
 
 
-def license_keys(count: int, rng: random.Random) -> list[str]:
-    return [
-        "-".join("".join(rng.choices(KEY_ALPHABET, k=5)) for _ in range(5)) for _ in range(count)
-    ]
-
-
 async def seed_licenses(resources: Resources, keys: list[str]) -> None:
     async with resources.pool.acquire() as connection, connection.transaction():
-        customer = await connection.fetchval(
-            "INSERT INTO customers (name, email) VALUES ('Crash Test Hosting', 'ops@crash.test')"
-            " RETURNING id"
-        )
-        await connection.execute(
-            "INSERT INTO licenses (key, customer_id, product, kind, edition, purchased_on,"
-            " max_servers) SELECT k, $2, 'smartermail', 'perpetual', 'enterprise', $3, 2"
-            " FROM unnest($1::text[]) AS k",
-            keys,
-            customer,
-            date(2026, 1, 5),
-        )
+        await insert_licenses(connection, keys, "ops@crash.test", 2)
 
 
 async def produce(resources: Resources, keys: list[str], count: int, into: list[str]) -> None:
     """`count` activations (two servers per license, within its limit) in concurrent chunks."""
     for _ in range(0, count, 50):
-        requests = [
-            ActivationRequest(
-                license_key=random.choice(keys),
-                fingerprint=random.choice(("server-a", "server-b")),
-                hostname="mail.example.com",
-                version="16.3.6989",
-                ip="203.0.113.9",
-                event_id=os.urandom(16).hex(),
-            )
-            for _ in range(50)
-        ]
+        requests = activation_requests(keys, 50)
         outcomes = await asyncio.gather(
             *(resources.store.activate(request, datetime.now(UTC)) for request in requests)
         )
