@@ -1,6 +1,6 @@
 """The activation history's lifecycle: monthly partitions made ahead, old ones dropped whole.
 
-`activation_events` is partitioned by month of `occurred_at` (migration 0004). On every
+`activation_events` is partitioned by month of `occurred_at` (migration 0005). On every
 periodic pass the worker:
 
 - creates the partitions of the current month and the next one (and of any month whose rows

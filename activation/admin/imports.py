@@ -33,9 +33,9 @@ routes = web.RouteTableDef()
 PROGRESS_EVERY = 500
 CACHE_BATCH = 100  # concurrent cache write-throughs after the commit
 # The admin app shares its process and event loop with the public API: an import may not keep
-# the loop for long. Rows that fail validation never await, so the loop is handed back every
-# YIELD_EVERY rows (30,000 such rows held activations back ≈ 90 ms before), and one import is
-# at most MAX_ROWS rows (the 32 MiB body limit alone admits ten million `{}` rows).
+# the loop for long. Rows that fail validation never await, so without a yield a long run of
+# them would hold activations back: the loop is handed back every YIELD_EVERY rows, and one
+# import is at most MAX_ROWS rows (the 32 MiB body limit alone admits ten million `{}` rows).
 YIELD_EVERY = 200
 MAX_ROWS = 100_000
 

@@ -20,9 +20,9 @@ the time, and entries made of objects (decisions, parsed licenses) would make ev
 scan them. Anything involving a case, a key over its limit or time within a day goes through
 `decide()` every time.
 
-The memo is bounded (MEMO_LIMIT entries, ≈ 1 KB each) and drops its least recently used entry
-when full, so with more licenses phoning home than it holds the most active ones keep their
-entries (clearing it when full would halve its hits); a hit costs one `move_to_end` more.
+The memo is bounded (MEMO_LIMIT entries) and drops its least recently used entry when full,
+so with more licenses phoning home than it holds the most active ones keep their entries
+(clearing it when full would drop them too); a hit costs one `move_to_end` more.
 """
 
 from __future__ import annotations

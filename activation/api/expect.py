@@ -1,6 +1,6 @@
 """`Expect: 100-continue` for every route of every app, answered as aiohttp's default expect
 handler answers it, except that an unknown expectation is quoted escaped: aiohttp's own 417
-quotes the header verbatim, and a value that is not UTF-8 turned that 417 into a 500
+quotes the header verbatim, and a value that is not UTF-8 turns that 417 into a 500
 (tests/integration/test_raw_input.py)."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Ed25519 signatures over the exact answer bytes (SPEC §5, `X-Signature`).
 
 Signed by libsodium through PyNaCl's `SigningKey.sign` (standard RFC 8032 deterministic
-signatures): on the benchmark machine it signs an answer in about four fifths of the time
-`cryptography`'s `Ed25519PrivateKey.sign` takes. `cryptography` reads the PEM file and
-publishes the public key (raw and SubjectPublicKeyInfo PEM).
+signatures), which costs less per answer than `cryptography`'s `Ed25519PrivateKey.sign`: every
+answer is signed. `cryptography` reads the PEM file and publishes the public key (raw and
+SubjectPublicKeyInfo PEM).
 """
 
 from __future__ import annotations

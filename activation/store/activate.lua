@@ -63,7 +63,8 @@ if op == 'a' and over_limit(KEYS[6], tonumber(ARGV[11])) then return {'RL', retr
 -- Servers silent for longer than the active window are no longer active installations (R11).
 -- 'purge_due' in the license hash is a lower bound of the moment the oldest installation
 -- goes stale (a second early, against rounding): before it nothing can be stale, and the range
--- read is skipped (most activations: a server phones home daily, its window is 30 days).
+-- read is skipped (most activations: a server phones home daily, and the window, ARGV 8, is
+-- ACTIVE_WINDOW_DAYS: 7 days unless configured otherwise).
 local window = tonumber(ARGV[8])
 local purge_due = tonumber(fields[7])
 local purged = not purge_due or now >= purge_due

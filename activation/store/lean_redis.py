@@ -1,8 +1,8 @@
 """A lean, multiplexed Redis connection for the one hot call: EVALSHA of the activation script.
 
-Why: redis-py's asyncio client spends several times the activation's own work in Python per
-call (connection pool checkout, command packing, response parsing in several layers); the
-activation itself needs one request and one reply. This connection packs the command with
+Why: redis-py's asyncio client does more Python work per call than the activation itself
+(connection pool checkout, command packing, response parsing in several layers); the
+activation needs one request and one reply. This connection packs the command with
 hiredis, writes it at once, and matches replies to callers in order (Redis answers one
 connection's commands in order), so concurrent requests share one socket and one event-loop
 read. redis-py still serves everything else.
@@ -109,7 +109,7 @@ class _Protocol(asyncio.Protocol):
         self.closed = False
         self.outgoing: list[bytes] = []
         # Kept, not looked up per command: on Python 3.11 asyncio.get_running_loop() makes a
-        # getpid() system call every time (≈ 3% of an activation's CPU under load).
+        # getpid() system call every time, and this runs once per activation.
         self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -256,7 +256,7 @@ class ActivationStore:
             return RateLimited(int(reply[1]), reply[2].decode())
         return Recorded(
             reply[1],
-            InstallationState(  # positional: a third cheaper than by keyword
+            InstallationState(  # positional: cheaper than by keyword, once per activation
                 int(reply[2]),
                 int(reply[3]),
                 _moment(reply[4]),

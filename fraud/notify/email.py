@@ -83,7 +83,7 @@ class SmtpSender:
 
     def build(self, notification: Notification) -> MIMEText:
         """The message, built with the standard library's compat32 classes: the default policy's
-        header objects re-parse every header and cost several times the rest of a send."""
+        header objects re-parse every header, which costs more than the rest of a send."""
         try:
             rendered = render(notification.template, notification.payload)
         except (KeyError, jinja2.TemplateError) as exc:
