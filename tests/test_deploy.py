@@ -1,7 +1,7 @@
 """deploy/ checked without a container engine: promtool on the Prometheus rules (check and
 unit tests), every metric the dashboard and the rules name is one the code exports, every
 expression of the dashboard is valid PromQL, and every YAML file parses with the fields the
-Kubernetes objects, docker-compose and the Dockerfile must carry (issue 5, items 2 and 3)."""
+Kubernetes objects, docker-compose and the Dockerfile must carry."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Fault 1 (SPEC §9 "No data lost"): PostgreSQL stopped hard while activations keep arriving.
 
 A PostgreSQL the test owns is stopped with `pg_ctl stop -m immediate` (its processes killed, no
-checkpoint) for longer than the reclaim idle × the delivery limit, while the real API
+checkpoint) for longer than the reclaim idle × MAX_DELIVERIES, while the real API
 (`activation-server`) answers activations from its Redis license cache and a real
 `fraud-worker` keeps trying to store them; then it is started again (crash recovery).
 
@@ -35,7 +35,7 @@ from tests.faults.system import (
 )
 
 MIN_IDLE_MS = 500
-MAX_DELIVERIES = 5  # the delivery limit the ingest used to dead-letter at
+MAX_DELIVERIES = 5  # redeliveries the outage exposes each pending entry to (none dead-letters)
 RESUME_WITHIN_S = 10.0
 DRAIN_WITHIN_S = 60.0
 

@@ -1,7 +1,7 @@
 """Hostile values in every path parameter, query parameter and JSON body field of the admin API
 (SPEC §6, §9 Bad input): each gets an answer or a 4xx problem, never a 5xx. The OpenAPI fuzz
-(test_openapi_fuzz.py) explores the document's types; this table tries the values that broke
-handlers before (NUL, digits `int()` refuses, 5,000 digits, huge numbers, wrong JSON types)."""
+(test_openapi_fuzz.py) explores the document's types; this table tries the values that break
+naive handlers (NUL, digits `int()` refuses, 5,000 digits, huge numbers, wrong JSON types)."""
 
 from __future__ import annotations
 

@@ -122,10 +122,10 @@ async def test_queue_item_and_case_page(
         {"status": "closed"},
         {"stage": "x"},
         {"limit": "0"},
-        {"limit": "²"},  # str.isdigit() accepts it, int() does not: was a 500
+        {"limit": "²"},  # str.isdigit() accepts it, int() does not
         {"offset": "-1"},
         {"offset": "²"},
-        {"offset": "9" * 5000},  # int() refuses more than 4,300 digits: was a 500
+        {"offset": "9" * 5000},  # int() refuses more than 4,300 digits
     ):
         response = await admin_client.get("/admin/v1/cases", params=bad, headers=viewer)
         assert response.status == 400, bad

@@ -23,7 +23,7 @@ LOCAL_PROXY = parse_trusted("127.0.0.1/32, ::1/128")
 
 @contextlib.asynccontextmanager
 async def public_api(settings: Settings, aiohttp_client: Any) -> AsyncIterator[Client]:
-    """The public API as served (fast lane included) on `settings`, its clock set to five
+    """The public API as `activation-server` serves it, on `settings`, its clock set to five
     seconds into a minute: per-minute counters do not roll over during the test."""
     async with open_resources(settings) as resources:
         clock = resources.clock

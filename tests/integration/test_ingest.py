@@ -1,4 +1,4 @@
-"""Durable ingest (issue 3, item 1; SPEC §9 "No data lost") against real Redis and PostgreSQL:
+"""Durable ingest (SPEC §9 "No data lost") against real Redis and PostgreSQL:
 activation events written by the real activation script reach `activation_events` exactly once
 and keep `installations` current, whatever the delivery history (replays, redeliveries after a
 consumer died, malformed entries, two consumers at once), and trimming never drops an entry the
@@ -308,9 +308,10 @@ async def test_two_consumers_at_once_store_every_event_exactly_once(
 
 
 async def test_three_consumers_over_a_backlog_do_not_deadlock(resources: Resources) -> None:
-    """Batches of different consumers share installation rows; upserted in arrival order, two
-    transactions locked the same rows in opposite orders (DeadlockDetectedError). Rows are now
-    upserted in key order. (Timing-dependent: with arrival order this failed about 1 run in 4.)"""
+    """Batches of different consumers share installation rows: each batch upserts them in key
+    order, so two transactions never lock the same rows in opposite orders (which PostgreSQL
+    would answer with DeadlockDetectedError). The race is timing-dependent: a pass shows no
+    deadlock happened, not that none can."""
     # All in one shard: every batch then holds rows of most of these servers.
     candidates = (f"DEADL-{n:05d}-AAAAA-BBBBB-CCCCC" for n in range(10_000))
     keys = [k for k in candidates if resources.layout.shard_of(k) == 0][:40]
@@ -533,7 +534,7 @@ async def test_errors_that_are_not_the_rows_are_retried_never_dead_lettered(
     try:
         await resources.pool.execute("INSERT INTO test_ingest_failure VALUES ($1)", sqlstate)
         ingest = make_ingest(resources, min_idle_ms=3_600_000)
-        for attempt in range(7):  # more than the old delivery limit of 5
+        for attempt in range(7):  # delivered again and again: the count alone never dead-letters
             with pytest.raises(asyncpg.PostgresError) as raised:
                 await ingest.run_once()
             assert raised.value.sqlstate == sqlstate, attempt

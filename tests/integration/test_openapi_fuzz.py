@@ -89,7 +89,7 @@ schema.config.generation.update(with_security_parameters=False)
 
 
 # `make test` runs 25 examples per operation; FUZZ_EXAMPLES=1000 .venv/bin/pytest
-# tests/integration/test_openapi_fuzz.py explores further (found the '²' id of 2026-12-01).
+# tests/integration/test_openapi_fuzz.py explores further.
 @settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "25")),
     deadline=None,

@@ -98,7 +98,7 @@ async def test_stalled_database_cache_miss_is_503_in_bounded_time_hits_unaffecte
 ) -> None:
     """PostgreSQL that does not answer (here: a migration holding an ACCESS EXCLUSIVE lock on
     `licenses`): a cache miss waits at most LICENSE_LOAD_TIMEOUT_S, then 503 with Retry-After
-    (before, it waited for as long as the lock was held); cached keys are answered as ever."""
+    instead of waiting for as long as the lock is held; cached keys are answered as ever."""
     cached = (await create_license(admin_client, admin_headers))["key"]
     missed = (await create_license(admin_client, admin_headers))["key"]
     assert (await public_client.post("/v1/activations", json=activation_body(cached))).status == 200
@@ -118,8 +118,8 @@ async def test_stalled_database_admin_request_is_503_after_the_database_timeout(
     settings: Settings, aiohttp_client: Any, admin_headers: dict[str, str]
 ) -> None:
     """Every other PostgreSQL operation (admin API, console, worker) waits at most
-    DATABASE_TIMEOUT_SECONDS, then 503 with Retry-After; before, an admin write behind a
-    migration's table lock waited for as long as the lock was held."""
+    DATABASE_TIMEOUT_SECONDS, then 503 with Retry-After: an admin write behind a migration's
+    table lock does not wait for as long as the lock is held."""
     configured = dataclasses.replace(settings, database_timeout_seconds=1)
     await _clean(configured)
     async with open_resources(configured) as resources:

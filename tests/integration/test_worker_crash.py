@@ -1,4 +1,4 @@
-"""The crash test of issue 3 (SPEC §9 "No data lost"): activations keep coming while a real
+"""The worker crash test (SPEC §9 "No data lost"): activations keep coming while a real
 `fraud-worker` process is killed with SIGKILL in the middle of its ingest, again and again.
 
 Design:
