@@ -120,13 +120,10 @@ async def run_migrations(database_url: str) -> list[int]:
 
 async def _rebuild_cache(settings: Settings) -> int:
     from activation.runtime import open_resources
-    from activation.store.registry import LICENSE_COLUMNS, license_from_row
+    from activation.store.cache_write import rebuild_cache
 
     async with open_resources(settings) as resources:
-        rows = await resources.pool.fetch(f"SELECT {LICENSE_COLUMNS} FROM licenses l")
-        for row in rows:
-            await resources.store.put_license(license_from_row(row))
-        return len(rows)
+        return await rebuild_cache(resources.pool, resources.store)
 
 
 Companion = Callable[["Resources", asyncio.Event], Coroutine[Any, Any, None]]

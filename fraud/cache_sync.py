@@ -1,12 +1,13 @@
 """The license cache's safety net (R17): re-write licenses whose Redis copy may be stale.
 
 Every change of a license row or its add-ons marks the row unsynced (a trigger, migration
-0003). Admin writes write through to Redis at once and mark the row version they wrote synced
-(`activation.store.cache_write`), so this sweep writes each license once: it takes the rows
-changed outside the admin API, and the write whose Redis half failed after PostgreSQL had
-committed, so such a change reaches every API process within one worker pass instead of
-waiting for the next write. A row is marked synced only if it did not change while its
-document was being written (the row's xmin is compared).
+0003). Admin writes, the worker's own license writes (a case step, an auto-renewal) and
+`activation-server rebuild-cache` put the document into Redis at once and mark the row version
+they wrote synced (`activation.store.cache_write.mark_synced`), so this sweep writes each
+license once: it takes the rows changed outside those writers, and the write whose Redis half
+failed after PostgreSQL had committed, so such a change reaches every API process within one
+worker pass instead of waiting for the next write. A row is marked synced only if it did not
+change while its document was being written (the row's xmin is compared).
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from activation.licensing.maintenance import (
     quote,
 )
 from activation.store.redis_store import ActivationStore
-from activation.store.registry import LICENSE_COLUMNS, license_from_row
+from activation.store.registry import LICENSE_COLUMNS
 from fraud.notify.outbox import Channel, enqueue
+from fraud.review.summary import refresh_license
 
 ACTOR = "fraud-worker"
 
@@ -146,11 +147,9 @@ class MsDuties:
                     renewal.covered_through_after,
                     ACTOR,
                 )
-            fresh = await self._pool.fetchrow(
-                f"SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.key = $1", row["key"]
-            )
-            if fresh is not None:
-                await self._store.put_license(license_from_row(fresh))
+            # The new coverage into Redis, that row version marked synced: the cache sweep
+            # does not write the renewal a second time.
+            await refresh_license(self._pool, self._store, row["key"])
             renewed += 1
         return renewed
 

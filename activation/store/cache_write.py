@@ -14,6 +14,7 @@ import asyncpg
 
 from activation.store.admin_store import LicenseRecord
 from activation.store.redis_store import ActivationStore
+from activation.store.registry import LICENSE_COLUMNS, license_from_row
 
 MARK_SYNCED = """
 UPDATE licenses l SET cache_synced = true
@@ -37,3 +38,14 @@ async def write_through(
     for record in records:
         await store.put_license(record.license)
     await mark_synced(pool, ((r.license.key, r.row_version) for r in records))
+
+
+async def rebuild_cache(pool: asyncpg.Pool, store: ActivationStore) -> int:
+    """Every license from PostgreSQL into Redis (`activation-server rebuild-cache`, after Redis
+    lost its data), each row version written marked synced so the sweep does not write it
+    again; the number written."""
+    rows = await pool.fetch(f"SELECT {LICENSE_COLUMNS}, l.xmin::text AS version FROM licenses l")
+    for row in rows:
+        await store.put_license(license_from_row(row))
+    await mark_synced(pool, ((row["key"], row["version"]) for row in rows))
+    return len(rows)

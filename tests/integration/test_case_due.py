@@ -158,3 +158,14 @@ async def test_redis_back_without_its_data_makes_every_open_case_due_R13(system:
     report = await system.worker.run_once()
     assert report.cases.evaluated == 1, report.cases
     assert await system.resources.redis.hget(lic.license, "stage") == b"grace"
+
+
+async def test_open_cases_are_indexed_by_their_next_check_only(resources: Resources) -> None:
+    """The worker's due query reads open cases by `next_check_at`; `next_due_at`, which no query
+    filters or sorts by, has no index to keep up (migration 0008)."""
+    rows = await resources.pool.fetch(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'fraud_cases'"
+    )
+    indexes = {row["indexname"] for row in rows}
+    assert "fraud_cases_check_idx" in indexes
+    assert "fraud_cases_due_idx" not in indexes
