@@ -64,6 +64,11 @@ def print_report(report: dict[str, Any]) -> None:
         f" {verdict(half['p99_ms'] < TARGET_HALF_LOAD_P99_MS)}"
     )
     print(f"  answers {half['statuses']}; generator lag p99 {half['lag_p99_ms']:.1f} ms")
+    for name, p99 in half.get("reference_p99_ms", {}).items():
+        print(
+            f"  the same open loop against the {NAMES[name]}: p50"
+            f" {half['reference_p50_ms'][name]:.2f} ms, p99 {p99:.2f} ms"
+        )
     if half.get("shed"):
         print(f"  (the server shed {half['shed']} of them with 503: they waited past its limit)")
     over = report["overload"]

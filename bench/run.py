@@ -78,7 +78,12 @@ def say(message: str) -> None:
 
 
 def server_env(
-    database_url: str, redis_url: str, prefix: str, workdir: Path, max_inflight: int | None
+    database_url: str,
+    redis_url: str,
+    prefix: str,
+    workdir: Path,
+    max_inflight: int | None,
+    max_queue_delay_ms: int | None,
 ) -> dict[str, str]:
     """The servers' whole environment: production defaults, but no rate limits (all the load
     comes from one address) and this run's database, Redis prefix and signing key."""
@@ -95,6 +100,8 @@ def server_env(
     }
     if max_inflight is not None:
         env["MAX_INFLIGHT"] = str(max_inflight)
+    if max_queue_delay_ms is not None:
+        env["MAX_QUEUE_DELAY_MS"] = str(max_queue_delay_ms)
     return env
 
 
@@ -174,6 +181,17 @@ def measure_all(
     )
     half_shed = round(shed_total(api) - shed_before)
     half_p99 = float(half["phases"][0]["p99_ms"])
+    # The same open loop against the floor and the bare endpoint: what this machine and the
+    # generator give at that rate with next to no work per request.
+    reference = {
+        name: measure(
+            running[name].url,
+            bodies_json,
+            [(capacity / 2, 1 + args.half_load_seconds)],
+            record_from=1.0,
+        )["phases"][0]
+        for name in ("floor", "bare")
+    }
     say(
         f"overload: {2 * capacity:.0f} req/s for {args.overload_seconds} s, then"
         f" {capacity / 2:.0f} req/s for {args.recovery_seconds} s"
@@ -194,7 +212,11 @@ def measure_all(
         "ratio_floor": round(capacity / throughput["floor"].requests_per_second, 3),
         "half_load": {key: half[key] for key in ("lag_p99_ms", "errors", "unfinished")}
         | half["phases"][0]
-        | {"shed": half_shed},
+        | {"shed": half_shed}
+        | {
+            "reference_p99_ms": {name: found["p99_ms"] for name, found in reference.items()},
+            "reference_p50_ms": {name: found["p50_ms"] for name, found in reference.items()},
+        },
         "overload": asdict(over),
     }
 
@@ -254,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recovery-seconds", type=float, default=5.0)
     parser.add_argument("--overload-connections", type=int, default=2000)
     parser.add_argument("--max-inflight", type=int, help="MAX_INFLIGHT (default: the server's)")
+    parser.add_argument(
+        "--max-queue-delay-ms", type=int, help="MAX_QUEUE_DELAY_MS (default: the server's)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "bench.json")
     parser.add_argument("--seed", type=int, help="random seed of the generated data")
     args = parser.parse_args(argv)
@@ -283,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bodies_lua, bodies_json = write_bodies(fixture, workdir, rng)
         write_signing_key(workdir / "signing.pem")
         say(f"database {database}: {args.licenses} licenses, {fixture.servers} servers")
-        env = server_env(database_url, redis_url, prefix, workdir, args.max_inflight)
+        env = server_env(
+            database_url, redis_url, prefix, workdir, args.max_inflight, args.max_queue_delay_ms
+        )
         start_all(env, workdir, running)
         started = time.monotonic()
         codes = asyncio.run(prime(running["activations"].url, json.loads(bodies_json.read_text())))

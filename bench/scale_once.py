@@ -1,5 +1,6 @@
 """`fraud-worker --once` with its pass timed from inside: the same composition root
-(`fraud.cli.build_worker`) and the same `Worker.run_once()`, then one JSON line with the
+(`fraud.cli.build_worker`) and the same `Worker.run_alone()` (one pass, then the consumer
+leaves the group), then one JSON line with the
 pass's own seconds (process start and connection set-up excluded) and what it did."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fraud.cli import build_worker
 async def main() -> None:
     async with build_worker(Settings.from_env()) as worker:
         started = time.perf_counter()
-        report = await worker.run_once()
+        report = await worker.run_alone()
         seconds = time.perf_counter() - started
     sent = report.notifications.counts() if report.notifications is not None else {}
     print(
