@@ -34,8 +34,8 @@ from activation.store.migrate import migrate
 
 if TYPE_CHECKING:
     from activation.api.app import PublicApi
-    from activation.api.wire import ProblemAppRunner
     from activation.runtime import Resources
+    from activation.web.wire import ProblemAppRunner
 
 log = logging.getLogger("activation")
 
@@ -182,7 +182,7 @@ async def _start_sites(
 ) -> list[web.ServerRunner | ProblemAppRunner]:
     """The public API on aiohttp's low-level server (see api/app.py), the admin API and
     console on an Application."""
-    from activation.api.wire import ProblemAppRunner
+    from activation.web.wire import ProblemAppRunner
     from fraud.admin_app import create_admin_app
 
     public_runner = web.ServerRunner(public.server())

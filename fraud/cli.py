@@ -36,11 +36,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from activation.api.expect import add_routes
-from activation.api.wire import ProblemAppRunner
 from activation.config import Settings, SettingsError, warn_unsafe_modes
 from activation.logs import configure_logging
 from activation.runtime import open_resources
+from activation.web.expect import add_routes
+from activation.web.wire import ProblemAppRunner
 from fraud.case_opening import CaseOpener
 from fraud.dead_letters import replay_dead_letters
 from fraud.escalation import Ladder, ladder_from_settings

@@ -18,11 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestClient
 
 from activation.api.app import PublicApi
-from activation.api.wire import ProblemServer
 from activation.config import RateLimits, Settings
 from activation.embedded import embedded_postgres, embedded_redis, reachable
 from activation.runtime import Resources, open_resources
 from activation.store.migrate import migrate
+from activation.web.wire import ProblemServer
 from fraud.admin_app import create_admin_app
 
 BOOTSTRAP_TOKEN = "test-bootstrap-admin-token-of-48-characters-0000"

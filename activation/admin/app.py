@@ -23,10 +23,10 @@ from activation.admin import (
 )
 from activation.admin.case_side import CASE_SIDE, CaseSide
 from activation.admin.state import RESOURCES
-from activation.api.expect import add_routes
 from activation.api.openapi import openapi_handler
-from activation.api.problems import answer_problems
 from activation.runtime import Resources
+from activation.web.expect import add_routes
+from activation.web.problems import answer_problems
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # bulk imports of tens of thousands of rows
 

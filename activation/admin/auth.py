@@ -19,9 +19,9 @@ from aiohttp import web
 
 from activation.admin.auth_failures import AuthFailures
 from activation.admin.state import PRINCIPAL, Principal, Role, resources_of
-from activation.api.problems import ProblemError
 from activation.client_address import request_client
 from activation.runtime import Resources
+from activation.web.problems import ProblemError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

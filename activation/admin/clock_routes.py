@@ -17,8 +17,8 @@ from activation.admin import audit
 from activation.admin import parsing as p
 from activation.admin.auth import actor, requires
 from activation.admin.state import Role, render, resources_of
-from activation.api.problems import ProblemError, bad_field
 from activation.clock import RedisTestClock
+from activation.web.problems import ProblemError, bad_field
 
 routes = web.RouteTableDef()
 

@@ -9,8 +9,8 @@ from activation.admin import parsing as p
 from activation.admin.auth import actor, requires
 from activation.admin.license_common import license_json
 from activation.admin.state import Role, now, render, resources_of, today
-from activation.api.problems import ProblemError, bad_field
 from activation.store import admin_store
+from activation.web.problems import ProblemError, bad_field
 
 routes = web.RouteTableDef()
 

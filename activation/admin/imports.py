@@ -23,9 +23,9 @@ from activation.admin.auth import actor, requires
 from activation.admin.license_input import csv_row, new_license
 from activation.admin.licenses import insert_audited
 from activation.admin.state import Role, now, render, resources_of
-from activation.api.problems import ProblemError, bad_field
 from activation.store.admin_store import LicenseRecord
 from activation.store.cache_write import mark_synced
+from activation.web.problems import ProblemError, bad_field
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -18,11 +18,11 @@ from activation.admin.auth import actor
 from activation.admin.case_side import case_side_of
 from activation.admin.license_input import KEY_RE
 from activation.admin.state import now, resources_of
-from activation.api.problems import ProblemError
 from activation.licensing.maintenance import ms_status
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord
 from activation.store.cache_write import write_through
+from activation.web.problems import ProblemError
 
 T = TypeVar("T")
 Change = Callable[[asyncpg.Connection, LicenseRecord, datetime], Awaitable[T]]

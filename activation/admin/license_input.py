@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from activation.admin import parsing as p
-from activation.api.problems import ProblemError, bad_field
 from activation.licensing.maintenance import has_ms, initial_coverage_end
 from activation.licensing.model import (
     KNOWN_ADDONS,
@@ -25,6 +24,7 @@ from activation.licensing.model import (
 )
 from activation.store.admin_store import NewLicense
 from activation.store.registry import new_license_key
+from activation.web.problems import ProblemError, bad_field
 
 KEY_RE = re.compile(r"^[A-Z0-9]{5}(?:-[A-Z0-9]{5}){4}$")
 

@@ -19,11 +19,11 @@ from activation.admin.license_common import (
 )
 from activation.admin.license_input import addon_name, new_license
 from activation.admin.state import Role, now, render, resources_of, today
-from activation.api.problems import ProblemError
 from activation.licensing.model import LicenseKind, LicenseStatus
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord, NewLicense
 from activation.store.cache_write import write_through
+from activation.web.problems import ProblemError
 
 routes = web.RouteTableDef()
 

@@ -12,7 +12,6 @@ from activation.admin import parsing as p
 from activation.admin.auth import actor, requires
 from activation.admin.license_common import change_license, full_view, not_found, path_key
 from activation.admin.state import Role, render, resources_of, today
-from activation.api.problems import ProblemError
 from activation.licensing.maintenance import (
     MsQuote,
     QuoteKind,
@@ -22,6 +21,7 @@ from activation.licensing.maintenance import (
 )
 from activation.store import admin_store
 from activation.store.admin_store import LicenseRecord
+from activation.web.problems import ProblemError
 
 routes = web.RouteTableDef()
 

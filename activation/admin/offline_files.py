@@ -39,7 +39,6 @@ from activation.admin.license_common import not_found, path_key
 from activation.admin.state import Role, render, resources_of
 from activation.api.answers import Answerer
 from activation.api.parsing import ActivationBody, parse_activation
-from activation.api.problems import ProblemError
 from activation.licensing.model import LicenseStatus
 from activation.runtime import Resources
 from activation.store import admin_store
@@ -49,6 +48,7 @@ from activation.store.redis_store import (
     Recorded,
     StoreUnavailable,
 )
+from activation.web.problems import ProblemError
 from activation_client.licensefile import LicenseFile
 
 MIN_DAYS, MAX_DAYS = 1, 400

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from activation.api.problems import ProblemError, bad_field
+from activation.web.problems import ProblemError, bad_field
 
 Body = Mapping[str, Any]
 E = TypeVar("E", bound=StrEnum)

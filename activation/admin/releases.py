@@ -9,9 +9,9 @@ from activation.admin import audit
 from activation.admin import parsing as p
 from activation.admin.auth import actor, requires
 from activation.admin.state import Role, now, render, resources_of
-from activation.api.problems import ProblemError, bad_field
 from activation.licensing.model import Version
 from activation.store import admin_store
+from activation.web.problems import ProblemError, bad_field
 
 routes = web.RouteTableDef()
 

@@ -8,7 +8,7 @@ from activation.admin import parsing as p
 from activation.admin import token_store
 from activation.admin.auth import actor, requires
 from activation.admin.state import Role, now, render, resources_of
-from activation.api.problems import ProblemError
+from activation.web.problems import ProblemError
 
 routes = web.RouteTableDef()
 

@@ -8,10 +8,10 @@ Load a process cannot serve is refused early and cheaply:
 
 - a request head must arrive within REQUEST_HEAD_TIMEOUT_SECONDS of its first byte, and an
   idle keep-alive connection closes after `Settings.keepalive_timeout_seconds` (aiohttp's
-  `keepalive_timeout`, 75 s), see api/wire.py;
+  `keepalive_timeout`, 75 s), see web/wire.py;
 - at most MAX_INFLIGHT activations are answered at once (SPEC §10), and an activation whose
   request waited in the process longer than MAX_QUEUE_DELAY_MS before its turn came (from
-  when its connection last received bytes, api/wire.py, to when its handler starts) is not
+  when its connection last received bytes, web/wire.py, to when its handler starts) is not
   answered late: either is answered 503 with a Retry-After drawn uniformly from 1-5 s (a
   fleet told to come back does not come back in step) before its body is read, and counted
   in `activations_shed_total` by reason (`inflight`, `queued`). An in-flight count alone does
@@ -34,7 +34,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
-from activation.api.expect import expect_continue
 from activation.api.keyring import load_keyring
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import (
@@ -43,18 +42,19 @@ from activation.api.parsing import (
     parse_deactivation,
     read_json_object,
 )
-from activation.api.problems import (
+from activation.api.signing import Signer
+from activation.client_address import request_client
+from activation.runtime import Resources
+from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
+from activation.web.expect import expect_continue
+from activation.web.problems import (
     PROBLEM_TYPE,
     ProblemError,
     problem_answer,
     problem_body,
     retry_after,
 )
-from activation.api.signing import Signer
-from activation.api.wire import ProblemRequestHandler, ProblemServer
-from activation.client_address import request_client
-from activation.runtime import Resources
-from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
+from activation.web.wire import ProblemRequestHandler, ProblemServer
 from metrics import exposition
 from metrics.tally import Tally
 
@@ -125,7 +125,7 @@ class PublicApi:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every answer is problem JSON on error and 503 with Retry-After on an outage
-        (problems.py), and is counted by status class (api_responses_total)."""
+        (web/problems.py), and is counted by status class (api_responses_total)."""
         handler = self._routes.get((request.method, request.path), self.unrouted)
         if "Expect" in request.headers:  # what an Application's router does for every route
             handler = _after_continue(handler)
@@ -283,7 +283,7 @@ class PublicApi:
 
 
 def _after_continue(handler: Handler) -> Handler:
-    """`handler` behind the `Expect` handling every app's routes get (api/expect.py)."""
+    """`handler` behind the `Expect` handling every app's routes get (web/expect.py)."""
 
     async def answer(request: web.BaseRequest) -> web.StreamResponse:
         await expect_continue(request)

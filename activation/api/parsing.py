@@ -31,8 +31,8 @@ import orjson
 from aiohttp import StreamReader, web
 from aiohttp.web_protocol import RequestPayloadError
 
-from activation.api.problems import ProblemError, bad_field
 from activation.licensing.model import Version
+from activation.web.problems import ProblemError, bad_field
 
 MAX_BODY_BYTES = 8 * 1024
 BODY_TIMEOUT_SECONDS = 5.0
@@ -93,7 +93,7 @@ async def read_json_object(request: web.BaseRequest) -> dict[str, Any]:
             raw = await _rest_of_body(content, raw)
     except (ConnectionError, RequestPayloadError):
         # The client is gone (or broke its chunked encoding): a client's doing, not a lost
-        # dependency, which is what an OSError reaching problems.py would be taken for.
+        # dependency, which is what an OSError reaching web/problems.py would be taken for.
         raise ProblemError(400, "the body ended before it was complete") from None
     if len(raw) > MAX_BODY_BYTES:
         raise ProblemError(413, f"the body may be at most {MAX_BODY_BYTES} bytes")
@@ -136,7 +136,7 @@ async def _rest_of_body(content: StreamReader, first: bytes) -> bytes:
                 size += len(part)
     except TimeoutError:
         # Nothing more is read from this request: no lingering read of the rest (aiohttp
-        # would spend another 10 s on it); the 408 closes the connection (problems.py).
+        # would spend another 10 s on it); the 408 closes the connection (web/problems.py).
         content.feed_eof()
         raise ProblemError(408, "the body did not arrive in time") from None
     return b"".join(parts)

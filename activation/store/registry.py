@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # A cache miss waits at most this long for PostgreSQL (a connection from the pool, then the
 # query), like the Redis calls' 2-s timeout: a stalled database (a lock held by a migration,
 # a network partition) is then a 503 with Retry-After, not requests piling up for as long as
-# the stall lasts. asyncio.timeout's TimeoutError is an OSError: problems.py maps it to 503.
+# the stall lasts. asyncio.timeout's TimeoutError is an OSError: web/problems.py maps it to 503.
 LICENSE_LOAD_TIMEOUT_S = 2.0
 
 KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: keys are read over the phone

@@ -16,9 +16,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from activation.admin.state import RESOURCES, resources_of
-from activation.api.expect import add_routes, expect_continue
-from activation.api.problems import ProblemError, retry_after, unreachable_dependency
 from activation.runtime import Resources
+from activation.web.expect import add_routes, expect_continue
+from activation.web.problems import ProblemError, retry_after, unreachable_dependency
 from fraud.console import forms, offline, pages, sessions, tokens
 from fraud.console.render import SECURITY_HEADERS, SESSION, render
 from fraud.review.routes import LADDER, ladder_for

@@ -15,7 +15,7 @@ from activation.admin.license_common import path_key
 from activation.admin.offline_files import issue, parse_order
 from activation.admin.parsing import whole_number
 from activation.admin.state import Role, resources_of
-from activation.api.problems import ProblemError
+from activation.web.problems import ProblemError
 from fraud.console.guard import form, page
 from fraud.console.pages import show_case, show_license
 from fraud.console.render import FORM, redirect, render, session_of

@@ -21,10 +21,10 @@ from aiohttp import web
 from activation.admin import parsing as p
 from activation.admin.auth import actor, requires
 from activation.admin.state import Role, now, render, resources_of
-from activation.api.problems import ProblemError, bad_field
 from activation.config import Settings
 from activation.licensing.model import CaseStage, TeamAction
 from activation.runtime import Resources
+from activation.web.problems import ProblemError, bad_field
 from fraud.cases import ActionRefused
 from fraud.escalation import Ladder, ladder_from_settings
 from fraud.review import actions, queries, summary

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from activation.api.app import PublicApi
-from activation.api.wire import ProblemAppRunner
 from activation.runtime import Resources
 from activation.store.redis_store import ActivationRequest
+from activation.web.wire import ProblemAppRunner
 from fraud.admin_app import create_admin_app
 from fraud.ingest import GROUP
 

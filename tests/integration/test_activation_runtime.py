@@ -12,10 +12,10 @@ from aiohttp.test_utils import RawTestServer, TestClient
 from cryptography.exceptions import InvalidSignature
 
 from activation.api.app import PublicApi
-from activation.api.problems import RETRY_AFTER_SECONDS
 from activation.config import RateLimits, Settings
 from activation.runtime import Resources, open_resources
 from activation.store.redis_store import ActivationRequest, Recorded
+from activation.web.problems import RETRY_AFTER_SECONDS
 from tests.integration.helpers import (
     Client,
     activate,

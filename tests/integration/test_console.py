@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 from redis import exceptions as redis_errors
 
 from activation.admin.state import RESOURCES
-from activation.api.problems import RETRY_AFTER_SECONDS
 from activation.runtime import Resources
 from activation.store.redis_store import StoreUnavailable
+from activation.web.problems import RETRY_AFTER_SECONDS
 from fraud.console import create_console_app
 from fraud.console.app import console_middleware
 from fraud.escalation import DEFAULT_LADDER

@@ -133,7 +133,7 @@ async def test_bytes_no_client_should_send_get_a_4xx(
 async def test_admin_routes_still_answer_100_continue(
     resources: Resources, admin_headers: dict[str, str]
 ) -> None:
-    """Every admin route has the project's expect handler (api/expect.py): 100, then the answer."""
+    """Every admin route has the project's expect handler (web/expect.py): 100, then the answer."""
     body = b'{"name": "Initech", "email": "it@initech.example"}'
     raw = request(
         b"POST",

@@ -33,9 +33,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from activation.api.app import PublicApi
-from activation.api.wire import ProblemAppRunner
 from activation.config import Settings
 from activation.runtime import Resources, open_resources
+from activation.web.wire import ProblemAppRunner
 from fraud.admin_app import create_admin_app
 from tests.conftest import _clean
 from tests.integration.helpers import activation_body, create_license

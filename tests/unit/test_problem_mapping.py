@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from redis import exceptions as redis_errors
 
-from activation.api.problems import RETRY_AFTER_SECONDS, problem_answer, retry_after
 from activation.store.redis_store import StoreUnavailable
+from activation.web.problems import RETRY_AFTER_SECONDS, problem_answer, retry_after
 
 
 @pytest.mark.parametrize(

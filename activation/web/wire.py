@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from activation.api.problems import problem
+from activation.web.problems import problem
 
 Handler = Any  # aiohttp's request handler callable: (BaseRequest) -> Awaitable[StreamResponse]
 
