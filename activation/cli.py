@@ -145,8 +145,7 @@ def serve(
 
 
 async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion | None) -> None:
-    from activation.api.app import PublicApi
-    from activation.runtime import open_resources
+    from activation.runtime import open_resources, public_api
     from metrics.tally import fold_periodically
 
     stop = asyncio.Event()
@@ -154,7 +153,7 @@ async def _serve(settings: Settings, *, reuse_port: bool, companion: Companion |
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with open_resources(settings) as resources:
-        public = PublicApi(resources)
+        public = public_api(resources)
         async with fold_periodically(resources.metrics.registry):
             runners = await _start_sites(settings, resources, public, reuse_port)
             # Objects alive after start-up live for the whole process: keep the collector off

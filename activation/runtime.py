@@ -1,7 +1,8 @@
 """The composition root of the server process: settings in, connected collaborators out.
 
 `open_resources(settings)` is used by both HTTP apps of one process (public and admin) and by
-the tests; pools are opened once and closed on exit.
+the tests; pools are opened once and closed on exit. `public_api(resources)` is the public API
+over them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from redis.asyncio import Redis
@@ -24,6 +26,9 @@ from activation.store.lean_redis import LeanScriptClient
 from activation.store.redis_store import ACTIVATE_SCRIPT, ActivationStore, Limits
 from activation.store.registry import LicenseRegistry, ReleaseCatalog
 from metrics import ApiMetrics
+
+if TYPE_CHECKING:
+    from activation.api.app import PublicApi
 
 
 @dataclass
@@ -55,6 +60,24 @@ class Resources:
         return dataclasses.replace(
             self, redis=redis, store=store, clock=clock, admin_redis=None, admin_store=None
         )
+
+
+def public_api(resources: Resources) -> PublicApi:
+    """The public API over `resources` (opened with `signing=True`)."""
+    from activation.api.app import PublicApi  # the worker, which answers no activations, skips it
+
+    if resources.signer is None or resources.keyring is None:
+        raise RuntimeError("the public API needs a signing key")
+    return PublicApi(
+        resources.settings,
+        store=resources.store,
+        signer=resources.signer,
+        keyring=resources.keyring,
+        clock=resources.clock,
+        metrics=resources.metrics,
+        releases=resources.releases,
+        pool=resources.pool,
+    )
 
 
 def connect_redis(url: str) -> Redis:

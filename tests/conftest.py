@@ -20,7 +20,7 @@ from aiohttp.test_utils import BaseTestServer, TestClient
 from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
 from activation.embedded import embedded_postgres, embedded_redis, reachable
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from activation.store.migrate import migrate
 from activation.web.wire import ProblemServer
 from fraud.admin_app import create_admin_app
@@ -163,7 +163,7 @@ class PublicTestServer(BaseTestServer):
 
 @pytest.fixture
 async def public_client(resources: Resources, aiohttp_client: Any) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = await aiohttp_client(PublicTestServer(PublicApi(resources)))
+    client: TestClient[Any, Any] = await aiohttp_client(PublicTestServer(public_api(resources)))
     return client
 
 

@@ -34,7 +34,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from activation.api.answers import Answerer
-from activation.api.keyring import load_keyring
+from activation.api.keyring import KeyRing
 from activation.api.openapi import openapi_handler
 from activation.api.parsing import (
     ActivationBody,
@@ -44,8 +44,10 @@ from activation.api.parsing import (
 )
 from activation.api.signing import Signer
 from activation.client_address import request_client
-from activation.runtime import Resources
-from activation.store.redis_store import ActivationRequest, RateLimited, Recorded
+from activation.clock import Clock
+from activation.config import Settings
+from activation.store.redis_store import ActivationRequest, ActivationStore, RateLimited, Recorded
+from activation.store.registry import ReleaseCatalog
 from activation.web.expect import expect_continue
 from activation.web.problems import (
     PROBLEM_TYPE,
@@ -55,7 +57,7 @@ from activation.web.problems import (
     retry_after,
 )
 from activation.web.wire import ProblemRequestHandler, ProblemServer
-from metrics import exposition
+from metrics import ApiMetrics, exposition
 from metrics.tally import Tally
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -77,18 +79,29 @@ class EventIds:
 
 
 class PublicApi:
-    """The public API of one process: `handle` answers every request of the public port."""
+    """The public API of one process: `handle` answers every request of the public port.
+    `keyring` is what `/v1/signing-keys` publishes; `pool` is asked only by `/readyz`."""
 
-    def __init__(self, resources: Resources) -> None:
-        if resources.signer is None:
-            raise RuntimeError("the public API needs a signing key")
-        settings = resources.settings
-        self.resources = resources
-        self.signer: Signer = resources.signer
-        self.store = resources.store
-        self._clock = resources.clock
-        self._metrics = resources.metrics
-        self._releases = resources.releases
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: ActivationStore,
+        signer: Signer,
+        keyring: KeyRing,
+        clock: Clock,
+        metrics: ApiMetrics,
+        releases: ReleaseCatalog,
+        pool: asyncpg.Pool,
+    ) -> None:
+        self.settings = settings
+        self.signer = signer
+        self.store = store
+        self._keyring = keyring
+        self._clock = clock
+        self._metrics = metrics
+        self._releases = releases
+        self._pool = pool
         self._event_ids = EventIds()
         self._max_inflight = settings.max_inflight
         # inf when switched off (0): no request waits longer than that
@@ -115,7 +128,7 @@ class PublicApi:
 
     def server(self) -> ProblemServer:
         """The public port's `web.Server`."""
-        settings = self.resources.settings
+        settings = self.settings
         return ProblemServer(
             self.handle,
             access_log=None,
@@ -257,8 +270,7 @@ class PublicApi:
 
     async def signing_keys(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every published key, the current one first (SPEC §5, api/keyring.py)."""
-        keyring = self.resources.keyring or load_keyring(self.signer.public_key, None)
-        return web.json_response(keyring.documents())
+        return web.json_response(self._keyring.documents())
 
     async def healthz(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
@@ -266,7 +278,7 @@ class PublicApi:
     async def readyz(self, request: web.BaseRequest) -> web.StreamResponse:
         redis_ok = await self.store.ping()
         try:
-            await self.resources.pool.fetchval("SELECT 1")
+            await self._pool.fetchval("SELECT 1")
             postgres_ok = True
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             postgres_ok = False

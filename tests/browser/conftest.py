@@ -14,8 +14,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
-from activation.api.app import PublicApi
-from activation.runtime import Resources
+from activation.runtime import Resources, public_api
 from fraud.admin_app import create_admin_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -90,7 +89,7 @@ async def _serve(runner: web.BaseRunner) -> tuple[web.BaseRunner, str]:
 async def live(resources: Resources) -> AsyncIterator[Live]:
     """The real admin (with the console) and public apps, on ports of 127.0.0.1."""
     admin_runner, admin = await _serve(web.AppRunner(create_admin_app(resources), access_log=None))
-    public_runner, public = await _serve(web.ServerRunner(PublicApi(resources).server()))
+    public_runner, public = await _serve(web.ServerRunner(public_api(resources).server()))
     try:
         yield Live(admin, public)
     finally:

@@ -17,8 +17,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from activation.api.app import PublicApi
-from activation.runtime import Resources
+from activation.runtime import Resources, public_api
 from activation.store.redis_store import ActivationRequest
 from activation.web.wire import ProblemAppRunner
 from fraud.admin_app import create_admin_app
@@ -161,7 +160,7 @@ async def raw_exchange(
         runner = ProblemAppRunner(app or create_admin_app(resources), access_log=None)
         served = await runner.setup()
     else:
-        runner = served = web.ServerRunner(PublicApi(resources).server())
+        runner = served = web.ServerRunner(public_api(resources).server())
         await served.setup()
     site = web.TCPSite(served, "127.0.0.1", 0)
     await site.start()

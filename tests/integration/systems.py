@@ -11,9 +11,8 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp.test_utils import RawTestServer, TestClient, TestServer
 
-from activation.api.app import PublicApi
 from activation.config import Settings
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from fraud.admin_app import create_admin_app
 from fraud.escalation import DEFAULT_LADDER
 from fraud.notify import Channel, Sender, SmtpSender, WebhookSender
@@ -49,7 +48,7 @@ async def wired(
     async with (
         open_resources(configured) as resources,
         aiohttp.ClientSession() as session,
-        TestClient(RawTestServer(PublicApi(resources).handle)) as public,
+        TestClient(RawTestServer(public_api(resources).handle)) as public,
         TestClient(TestServer(create_admin_app(resources))) as admin,
     ):
         senders: dict[Channel, Sender] = {

@@ -12,9 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from activation_client.backoff import Backoff
 from activation_client.client import Verdict
 from tests.conftest import PublicTestServer
@@ -251,7 +250,7 @@ async def test_a_429_storm_honours_retry_after_and_spreads(
 
     requests: list[int] = []
     async with open_resources(limited) as opened:
-        public = await aiohttp_client(PublicTestServer(PublicApi(opened)))
+        public = await aiohttp_client(PublicTestServer(public_api(opened)))
         await activate(public, key, "server-a")
         relay = Relay(url_of(public), record)
         try:

@@ -11,9 +11,8 @@ import pytest
 from aiohttp.test_utils import RawTestServer, TestClient
 from cryptography.exceptions import InvalidSignature
 
-from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from activation.store.redis_store import ActivationRequest, Recorded
 from activation.web.problems import RETRY_AFTER_SECONDS
 from tests.integration.helpers import (
@@ -85,7 +84,7 @@ def limited_settings(settings: Settings) -> Settings:
 async def _client(settings: Settings, aiohttp_client: Any) -> tuple[Any, Any]:
     context = open_resources(settings)
     resources = await context.__aenter__()
-    client = await aiohttp_client(RawTestServer(PublicApi(resources).handle))
+    client = await aiohttp_client(RawTestServer(public_api(resources).handle))
     return client, context
 
 
@@ -129,7 +128,7 @@ async def test_redis_down_is_503_with_retry_after(settings: Settings, resources:
     unreachable = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
     async with (
         open_resources(unreachable) as broken,
-        TestClient(RawTestServer(PublicApi(broken).handle)) as client,
+        TestClient(RawTestServer(public_api(broken).handle)) as client,
     ):
         response = await client.post(
             "/v1/activations", json=activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")
@@ -151,7 +150,7 @@ async def test_disable_is_seen_by_every_process_R17(
     created = await create_license(admin_client, admin_headers)
     async with (
         open_resources(settings) as other,
-        TestClient(RawTestServer(PublicApi(other).handle)) as second,
+        TestClient(RawTestServer(public_api(other).handle)) as second,
     ):
         for client in (public_client, second):
             assert (await activate(client, created["key"]))["code"] == "VALID"

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from activation.api.app import PublicApi
 from activation.client_address import parse_trusted
 from activation.clock import RedisTestClock
 from activation.config import RateLimits, Settings
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from tests.conftest import PublicTestServer
 from tests.integration.helpers import Client, activation_body, create_license
 
@@ -22,7 +21,7 @@ LOCAL_PROXY = parse_trusted("127.0.0.1/32, ::1/128")
 
 
 @contextlib.asynccontextmanager
-async def public_api(settings: Settings, aiohttp_client: Any) -> AsyncIterator[Client]:
+async def served_public_api(settings: Settings, aiohttp_client: Any) -> AsyncIterator[Client]:
     """The public API as `activation-server` serves it, on `settings`, its clock set to five
     seconds into a minute: per-minute counters do not roll over during the test."""
     async with open_resources(settings) as resources:
@@ -30,7 +29,7 @@ async def public_api(settings: Settings, aiohttp_client: Any) -> AsyncIterator[C
         assert isinstance(clock, RedisTestClock)
         soon = datetime.now(UTC).replace(second=5, microsecond=0) + timedelta(minutes=1)
         await clock.set(soon)
-        yield await aiohttp_client(PublicTestServer(PublicApi(resources)))
+        yield await aiohttp_client(PublicTestServer(public_api(resources)))
 
 
 async def statuses(client: Client, key: str, forwarded: Sequence[str | None]) -> list[int]:
@@ -56,7 +55,7 @@ async def test_forged_forwarded_for_from_an_untrusted_peer_is_ignored(
     """The peer (127.0.0.1) is not a trusted proxy: a client naming another address each time
     is still counted as itself and limited after 2."""
     untrusted = limited(settings, trusted_proxies=parse_trusted("10.0.0.0/8"))
-    async with public_api(untrusted, aiohttp_client) as client:
+    async with served_public_api(untrusted, aiohttp_client) as client:
         forged = ["198.51.100.1", "198.51.100.2", "10.0.0.1", "198.51.100.3"]
         got = await statuses(client, KEY, forged)
         assert got == [200, 200, 429, 429], got
@@ -66,7 +65,7 @@ async def test_two_clients_behind_a_trusted_proxy_get_limits_of_their_own(
     settings: Settings, resources: Resources, aiohttp_client: Any
 ) -> None:
     behind_proxy = limited(settings, trusted_proxies=LOCAL_PROXY)
-    async with public_api(behind_proxy, aiohttp_client) as client:
+    async with served_public_api(behind_proxy, aiohttp_client) as client:
         first = await statuses(client, KEY, ["198.51.100.1"] * 3)
         # the right-most untrusted address is the client; what it wrote to the left is not
         second = await statuses(
@@ -89,7 +88,7 @@ async def test_ipv6_clients_in_one_64_share_a_limit(
 ) -> None:
     key = (await create_license(admin_client, admin_headers))["key"]
     behind_proxy = limited(settings, trusted_proxies=LOCAL_PROXY)
-    async with public_api(behind_proxy, aiohttp_client) as client:
+    async with served_public_api(behind_proxy, aiohttp_client) as client:
         one_64 = ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::3"]
         shared = await statuses(client, key, one_64)
         next_64 = await statuses(client, key, ["2001:db8:1:3::1"])
@@ -116,7 +115,7 @@ async def test_unknown_key_limit_never_refuses_a_key_that_exists(
     await resources.store.forget_license(key)
     with_default = dataclasses.replace(settings, rate_limits=RateLimits())
     assert with_default.rate_limits.not_found_per_minute == 30
-    async with public_api(with_default, aiohttp_client) as client:
+    async with served_public_api(with_default, aiohttp_client) as client:
         unknown = [f"UNKNO-WNKEY-FLOOD-{n:05d}-22222" for n in range(31)]
         codes = []
         for value in unknown:

@@ -16,10 +16,9 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives import serialization
 
-from activation.api.app import PublicApi
 from activation.api.keyring import key_id, read_public_key
 from activation.config import Settings
-from activation.runtime import open_resources
+from activation.runtime import open_resources, public_api
 from activation_client.verify import PinnedKeys
 from fraud.admin_app import create_admin_app
 from tests.conftest import BOOTSTRAP_TOKEN, PublicTestServer, _clean
@@ -44,7 +43,7 @@ def new_key(path: Path) -> tuple[str, str]:
 async def serving(settings: Settings, aiohttp_client: Any) -> AsyncIterator[tuple[Client, Client]]:
     """The public and admin apps of one deployment started with `settings`."""
     async with open_resources(settings) as resources:
-        public = await aiohttp_client(PublicTestServer(PublicApi(resources)))
+        public = await aiohttp_client(PublicTestServer(public_api(resources)))
         admin = await aiohttp_client(create_admin_app(resources))
         yield public, admin
         await public.close()

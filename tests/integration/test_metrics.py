@@ -24,9 +24,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from fraud.admin_app import create_admin_app
 from fraud.worker import Worker
 from metrics import CODES, ApiMetrics, WorkerMetrics
@@ -74,7 +73,7 @@ async def api(settings: Settings, admin_headers: dict[str, str]) -> AsyncIterato
     metrics = ApiMetrics()
     async with (
         open_resources(limited, metrics=metrics) as resources,
-        TestClient(RawTestServer(PublicApi(resources).handle)) as public,
+        TestClient(RawTestServer(public_api(resources).handle)) as public,
         TestClient(TestServer(create_admin_app(resources))) as admin,
     ):
         yield Api(public, admin, admin_headers, metrics, resources)
@@ -134,7 +133,7 @@ async def test_unreachable_redis_counts_dependency_unavailable(settings: Setting
     unreachable = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
     async with (
         open_resources(unreachable, metrics=metrics) as broken,
-        TestClient(RawTestServer(PublicApi(broken).handle)) as client,
+        TestClient(RawTestServer(public_api(broken).handle)) as client,
     ):
         response = await client.post(
             "/v1/activations", json=activation_body("ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ")

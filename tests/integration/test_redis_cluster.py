@@ -30,9 +30,8 @@ import pytest
 from aiohttp.test_utils import RawTestServer, TestClient, TestServer
 from redis.asyncio.cluster import RedisCluster
 
-from activation.api.app import PublicApi
 from activation.config import RateLimits, Settings
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from fraud.admin_app import create_admin_app
 from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
@@ -282,7 +281,7 @@ async def cluster(
     try:
         async with (
             open_resources(configured) as resources,
-            TestClient(RawTestServer(PublicApi(resources).handle)) as public,
+            TestClient(RawTestServer(public_api(resources).handle)) as public,
             TestClient(TestServer(create_admin_app(resources))) as admin,
         ):
             assert isinstance(resources.redis, RedisCluster)
@@ -512,7 +511,7 @@ async def test_cluster_master_down_answers_503_then_recovers(
         await _clean(configured)
         async with (
             open_resources(configured) as resources,
-            TestClient(RawTestServer(PublicApi(resources).handle)) as public,
+            TestClient(RawTestServer(public_api(resources).handle)) as public,
             TestClient(TestServer(create_admin_app(resources))) as admin,
         ):
             customer = await create_customer(admin, admin_headers)

@@ -20,9 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from activation.api.app import PublicApi
 from activation.config import Settings
-from activation.runtime import open_resources
+from activation.runtime import open_resources, public_api
 from fraud.admin_app import create_admin_app
 from tests.conftest import PublicTestServer, _clean
 from tests.integration.helpers import (
@@ -79,7 +78,7 @@ async def refusable(
             headers = {"Authorization": f"Bearer {settings.admin_bootstrap_token}"}
             customer = await create_customer(admin, headers)
             created = await create_license(admin, headers, customer_id=customer)
-            public = await aiohttp_client(PublicTestServer(PublicApi(resources)))
+            public = await aiohttp_client(PublicTestServer(public_api(resources)))
             answer = await public.post("/v1/activations", json=activation_body(created["key"]))
             assert answer.status == 200 and (await answer.json())["code"] == "VALID"
             yield Refusable(

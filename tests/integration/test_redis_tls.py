@@ -22,9 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from activation.api.app import PublicApi
 from activation.config import Settings
-from activation.runtime import open_resources
+from activation.runtime import open_resources, public_api
 from activation.store.lean_redis import LeanScriptClient
 from fraud.admin_app import create_admin_app
 from tests.conftest import _clean
@@ -147,7 +146,7 @@ async def test_activations_over_tls(
     await _clean(configured)
     async with open_resources(configured) as resources:
         admin = await aiohttp_client(create_admin_app(resources))
-        public = await aiohttp_client(RawTestServer(PublicApi(resources).handle))
+        public = await aiohttp_client(RawTestServer(public_api(resources).handle))
         key = (await create_license(admin, admin_headers))["key"]
         answer = await public.post("/v1/activations", json=activation_body(key))
         assert answer.status == 200, await answer.text()

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from activation.api.app import PublicApi
 from activation.config import Settings
-from activation.runtime import Resources, open_resources
+from activation.runtime import Resources, open_resources, public_api
 from activation.web.wire import ProblemAppRunner
 from fraud.admin_app import create_admin_app
 from tests.conftest import _clean
@@ -61,7 +61,7 @@ async def _serving(api: PublicApi) -> AsyncIterator[int]:
 
 def _api(resources: Resources, **settings: Any) -> PublicApi:
     configured = dataclasses.replace(resources.settings, **settings)
-    return PublicApi(dataclasses.replace(resources, settings=configured))
+    return public_api(dataclasses.replace(resources, settings=configured))
 
 
 UNKNOWN_KEY_BODY = orjson.dumps(activation_body("AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"))
@@ -226,7 +226,7 @@ async def test_beyond_max_inflight_activations_are_shed_with_a_jittered_retry_af
         async with open_resources(configured) as resources:
             admin = await aiohttp_client(create_admin_app(resources))
             key = str((await create_license(admin, admin_headers))["key"])
-            api = PublicApi(resources)
+            api = public_api(resources)
             async with _serving(api) as port, aiohttp.ClientSession() as session:
                 url = f"http://127.0.0.1:{port}/v1/activations"
 
@@ -281,7 +281,7 @@ async def test_an_activation_that_waited_past_max_queue_delay_is_shed_not_answer
             admin = await aiohttp_client(create_admin_app(resources))
             key = str((await create_license(admin, admin_headers))["key"])
             first, second = (orjson.dumps(activation_body(key, f"server-{n}")) for n in (1, 2))
-            async with _serving(PublicApi(resources)) as port:
+            async with _serving(public_api(resources)) as port:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(_request(first))  # the license is cached after this one
                 assert (await _answer(reader)).startswith(b"HTTP/1.1 200")
