@@ -1,7 +1,8 @@
-"""Imports point one way: no file of the project imports another in a circle, and nothing under
-activation/ imports fraud/ except the composition roots that start both. The graph is read from
-the source, counting imports inside functions and `TYPE_CHECKING` blocks, since those still tie
-the files together for a reader."""
+"""Imports point one way: no file of the project imports another in a circle, nothing under
+activation/ imports fraud/ except the composition roots that start both, and the layers below the
+apps (the foundation, then the public API) import nothing above them. The graph is read from the
+source, counting imports inside functions and `TYPE_CHECKING` blocks, since those still tie the
+files together for a reader."""
 
 from __future__ import annotations
 
@@ -13,6 +14,28 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("activation", "fraud", "metrics", "activation_client")
 # The composition roots start the server and the worker together, so they may import both sides.
 COMPOSITION_ROOTS = frozenset({"activation.cli", "activation.dev"})
+
+# The layers, each a tuple of packages and modules (a package stands for everything in it).
+# The foundation: the rules, the stores, the HTTP plumbing every port shares, and what they need.
+FOUNDATION = (
+    "activation.licensing",
+    "activation.store",
+    "activation.web",
+    "activation.clock",
+    "activation.config",
+    "activation.logs",
+    "activation.client_address",
+    "metrics",
+)
+PUBLIC_API = ("activation.api",)
+# What builds the apps from settings: it knows every layer, so no layer may know it.
+ASSEMBLY = ("activation.runtime", "activation.cli", "activation.dev")
+# Each layer and what it may not import: the apps and the assembly above it. The public API is
+# handed its collaborators; the admin API and fraud/ sit on top of it.
+NOT_IMPORTED_BY = {
+    FOUNDATION: ("activation.api", "activation.admin", *ASSEMBLY, "fraud"),
+    PUBLIC_API: ("activation.admin", *ASSEMBLY, "fraud"),
+}
 
 # Violations known and not yet fixed, each to be removed from here when it is (the test fails when a
 # listed one no longer occurs, so the lists only shrink).
@@ -156,3 +179,29 @@ def test_nothing_under_activation_but_the_composition_roots_imports_fraud() -> N
         f"listed ones that no longer occur (remove them from KNOWN_UPWARD):\n"
         f"{describe(KNOWN_UPWARD - found)}"
     )
+
+
+def _within(module: str, parts: tuple[str, ...]) -> bool:
+    return any(module == part or module.startswith(part + ".") for part in parts)
+
+
+def test_the_foundation_and_the_public_api_import_nothing_above_them() -> None:
+    graph = _graph()
+    found = {
+        (importer, imported)
+        for layer, above in NOT_IMPORTED_BY.items()
+        for importer, targets in graph.items()
+        if _within(importer, layer)
+        for imported in targets
+        if _within(imported, above)
+    }
+    assert not found, "imports of a layer above:\n" + "\n".join(
+        f"  {a} -> {b}" for a, b in sorted(found)
+    )
+
+
+def test_every_layer_names_modules_that_exist() -> None:
+    """A renamed package would otherwise drop out of the layering check unnoticed."""
+    modules = _module_files()
+    named = {part for layer, above in NOT_IMPORTED_BY.items() for part in (*layer, *above)}
+    assert {name for name in named if name not in modules} == set()
