@@ -19,7 +19,7 @@ from fraud.worker import Worker
 from metrics import WorkerMetrics
 from tests.browser.conftest import Live
 from tests.conftest import BOOTSTRAP_TOKEN
-from tests.integration.helpers import activate, create_customer, create_license, set_clock
+from tests.integration.helpers import activate, create_customer, create_license
 
 ADMIN = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
 HOST = "mail-7.globex.example"
@@ -50,7 +50,6 @@ async def cases(
 ) -> str:
     """Three open cases (one a suspected leak); returns the key of Globex's, on HOST."""
     admin, public = http
-    await set_clock(admin, ADMIN, "2026-11-23T12:00:00Z")  # type: ignore[arg-type]
     await _case(admin, public, "Initech", "app-1.initech.example", "app-2.initech.example")
     key = await _case(admin, public, "Globex", "mail-1.globex.example", HOST)
     leaked = [f"host-{n}.warez.example" for n in range(7)]

@@ -4,18 +4,20 @@ Playwright), and the file it shows verifies with the pinned public key alone."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 from playwright.async_api import Browser, expect
 
 from activation_client.client import verify_file
+from activation_client.licensefile import parse
 from activation_client.verify import PinnedKeys
 from tests.browser.conftest import Live
 from tests.browser.test_console_browser import ADMIN, _login, _token
-from tests.integration.helpers import activate, create_license, set_clock
+from tests.integration.helpers import activate, create_license
 
 
 @pytest.fixture
@@ -36,7 +38,6 @@ async def test_a_reviewer_issues_an_offline_file_from_the_license_page(
     screenshots: Path,
 ) -> None:
     admin, public = admin_http
-    await set_clock(admin, ADMIN, "2026-11-23T12:00:00Z")  # type: ignore[arg-type]
     key = (await create_license(admin, ADMIN, failover=True, max_servers=2))["key"]  # type: ignore[arg-type]
     await activate(public, key, "mail-1")  # type: ignore[arg-type]
     public_key = (await (await public.get("/v1/signing-key")).json())["public_key"]
@@ -53,7 +54,10 @@ async def test_a_reviewer_issues_an_offline_file_from_the_license_page(
     await expect(page.locator("h1")).to_contain_text("Offline license file #")
     text = await page.locator("pre.license-file").inner_text()
     await page.screenshot(path=str(screenshots / "offline-file.png"), full_page=True)
-    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    answer = orjson.loads(parse(text).body)
+    now = datetime.fromisoformat(answer["issued_at"])
+    valid_until = datetime.fromisoformat(answer["valid_until"])
+    assert valid_until - now == timedelta(days=120)
     keys = PinnedKeys.from_base64([public_key])
     assert verify_file(text, keys, "vault-7", now + timedelta(days=119)).exit_code == 0
     assert verify_file(text, keys, "vault-7", now + timedelta(days=121)).exit_code == 1
@@ -61,5 +65,6 @@ async def test_a_reviewer_issues_an_offline_file_from_the_license_page(
     await page.goto(f"{live.admin}/console/licenses/{key}")
     offline = page.locator("section.offline-files")
     await expect(offline).to_contain_text("vault.bank.example")
-    await expect(page.locator("text=offline file until 2027-03-23 12:00")).to_be_visible()
+    until = f"text=offline file until {valid_until:%Y-%m-%d %H:%M}"
+    await expect(page.locator(until)).to_be_visible()
     assert problems == []

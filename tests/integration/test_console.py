@@ -23,11 +23,10 @@ from fraud.escalation import DEFAULT_LADDER
 from fraud.worker import Worker
 from metrics import WorkerMetrics
 from tests.conftest import BOOTSTRAP_TOKEN
-from tests.integration.helpers import HOSTILE_VALUES, activate, create_license, set_clock
+from tests.integration.helpers import HOSTILE_VALUES, activate, create_license
 
 Client = TestClient[Any, Any]
 Headers = dict[str, str]
-START = "2026-11-23T12:00:00Z"
 HOSTILE = "<script>alert(1)</script>"
 CSP = (
     "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
@@ -70,7 +69,6 @@ async def case(
     admin_client: Client, public_client: Client, admin_headers: Headers, resources: Resources
 ) -> tuple[int, str]:
     """An open case whose second server has a hostile hostname."""
-    await set_clock(admin_client, admin_headers, START)
     key: str = (await create_license(admin_client, admin_headers, purchased_on="2026-09-01"))["key"]
     await activate(public_client, key, "server-a")
     await activate(public_client, key, "server-b", hostname=HOSTILE)

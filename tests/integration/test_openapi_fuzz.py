@@ -70,7 +70,7 @@ def server(
     """A real `activation-server` on two free ports; stopped (SIGTERM, then kill) after."""
     workdir = tmp_path_factory.mktemp("fuzz-server")  # no stray .env is read from here
     prefix = f"fuzz{secrets.token_hex(4)}"
-    env = server_env(database_url, server_urls[1], prefix, workdir, TEST_CLOCK="1")
+    env = server_env(database_url, server_urls[1], prefix, workdir)
     with serving(env, workdir) as urls:
         _seed(urls)
         yield urls
