@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestClient
 
 from activation.api.app import PublicApi
+from activation.api.keyring import write_private_key
 from activation.config import RateLimits, Settings
 from activation.embedded import embedded_postgres, embedded_redis, reachable
 from activation.runtime import Resources, open_resources, public_api
@@ -108,25 +109,61 @@ def redis_prefix() -> str:
     return f"t{secrets.token_hex(5)}"
 
 
+# Each test runs on production's settings; these markers (registered, and pytest runs with
+# --strict-markers, so a misspelt one is an error) are the only ways out, one per setting.
+# The rate-limit and shedding ones carry the test's reason.
+OPT_OUTS = (
+    "moves_clock: the test moves time through the test clock (TEST_CLOCK on; production has"
+    " no clock anyone can move)",
+    "no_rate_limits(reason): the rate limits off, for a test that sends more from one address"
+    " than a client may; the reason says what it sends",
+    "no_queue_shedding(reason): MAX_QUEUE_DELAY_MS off, for a test whose client shares the"
+    " server's event loop and sends bursts, which wait in that loop on a busy machine",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in OPT_OUTS:
+        config.addinivalue_line("markers", line)
+
+
+def _opted_out(request: pytest.FixtureRequest, name: str) -> bool:
+    """Whether the test carries the marker `name`, which must give its reason."""
+    marker = request.node.get_closest_marker(name)
+    if marker is None:
+        return False
+    if not (marker.args and isinstance(marker.args[0], str) and marker.args[0].strip()):
+        pytest.fail(f"@pytest.mark.{name} needs a reason: @pytest.mark.{name}('why')")
+    return True
+
+
 @pytest.fixture
 def settings(
-    database_url: str, server_urls: tuple[str, str], redis_prefix: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    database_url: str,
+    server_urls: tuple[str, str],
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> Iterator[Settings]:
-    """The test's settings; when the test is over, every Redis key under its prefix is gone,
-    whoever wrote it (the `resources` fixture, an app a test opened itself, a server process)."""
+    """Production's settings but for where the services are and this test's Redis prefix and
+    signing key (made as an operator makes one), changed only by the markers of OPT_OUTS; when
+    the test is over, every Redis key under its prefix is gone, whoever wrote it (the
+    `resources` fixture, an app a test opened itself, a server process)."""
+    signing_key, _ = write_private_key(tmp_path / "signing-key.pem")
+    changes: dict[str, object] = {}
+    if request.node.get_closest_marker("moves_clock") is not None:
+        changes["test_clock"] = True
+    if _opted_out(request, "no_rate_limits"):
+        changes["rate_limits"] = RateLimits(0, 0, 0)
+    if _opted_out(request, "no_queue_shedding"):
+        changes["max_queue_delay_ms"] = 0
     yield Settings(
         database_url=database_url,
         redis_url=server_urls[1],
         redis_prefix=redis_prefix,
-        signing_key_file=str(tmp_path / "signing-key.pem"),
+        signing_key_file=str(signing_key),
         admin_bootstrap_token=BOOTSTRAP_TOKEN,
-        test_clock=True,
-        dev=True,
-        rate_limits=RateLimits(ip_per_minute=0, key_per_minute=0, not_found_per_minute=0),
-        # Off: a test's client shares the server's event loop, so a burst it sends waits in
-        # that loop on a busy machine; tests/integration/test_slow_and_excess_load.py turns it on.
-        max_queue_delay_ms=0,
-    )
+    ).with_overrides(**changes)
     _drop_prefix(server_urls[1], redis_prefix)
 
 

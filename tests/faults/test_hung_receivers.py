@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from activation.clock import RedisTestClock
 from activation.config import Settings
 from activation.runtime import Resources
@@ -90,6 +92,7 @@ async def wait_for(check: str, resources: Resources, expected: int, within: floa
     return within + 1
 
 
+@pytest.mark.moves_clock
 async def test_r14_hung_mail_server_and_webhook_receiver_delay_only_their_channel(
     settings: Settings, resources: Resources, tmp_path: Path
 ) -> None:

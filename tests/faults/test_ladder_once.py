@@ -20,6 +20,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from activation.clock import RedisTestClock
 from activation.config import Settings
 from activation.runtime import Resources
@@ -78,6 +80,7 @@ async def until_count(resources: Resources, query: str, expected: int, within: f
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.moves_clock
 async def test_r14_ladder_steps_and_notices_once_while_workers_are_killed(
     settings: Settings, resources: Resources, tmp_path: Path
 ) -> None:

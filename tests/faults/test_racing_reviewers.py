@@ -97,6 +97,7 @@ def admin_server(settings: Settings, tmp_path: Path) -> Iterator[tuple[Server, d
         yield server, env
 
 
+@pytest.mark.moves_clock
 async def test_r14_r15_racing_workers_and_reviewers_disable_once_and_fail_no_pass(
     admin_server: tuple[Server, dict[str, str]], resources: Resources, tmp_path: Path
 ) -> None:

@@ -42,7 +42,8 @@ def fault_scale() -> int:
 
 
 def worker_env(settings: Settings, workdir: Path, **extra: str) -> dict[str, str]:
-    """What a worker of this test needs: its database, Redis prefix, the shared test clock."""
+    """What a worker of this test needs: its database, Redis prefix and, when the test moves
+    time, the shared test clock."""
     assert settings.database_url is not None and settings.redis_url is not None
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -51,7 +52,7 @@ def worker_env(settings: Settings, workdir: Path, **extra: str) -> dict[str, str
         "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix,
         "STREAM_SHARDS": str(settings.stream_shards),
-        "TEST_CLOCK": "1",
+        "TEST_CLOCK": "1" if settings.test_clock else "0",
         "FRAUD_WEBHOOK_SECRET": SECRET,
         "MAIL_FROM": "licensing@fault.test",
     } | extra

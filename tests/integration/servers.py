@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from activation.api.keyring import write_private_key
 from tests import debian
 from tests.conftest import BOOTSTRAP_TOKEN, TABLES, _drop_prefix
 from tests.integration.receivers import free_port
@@ -42,20 +43,21 @@ class Server:
 def server_env(
     database_url: str, redis_url: str, prefix: str, workdir: Path, **extra: str
 ) -> dict[str, str]:
-    """This process's environment plus what `activation-server serve` needs for the tests:
-    dev mode, the bootstrap admin token, no rate limits, a signing key in `workdir`."""
+    """This process's environment plus what `activation-server serve` needs in production: the
+    services, the bootstrap admin token and a signing key in `workdir` (made as an operator
+    makes one, unless it is there). Everything else is production's default; `extra` changes it
+    (e.g. TEST_CLOCK="1" for a test that moves time)."""
+    signing_key = workdir / "signing-key.pem"
+    if not signing_key.exists():
+        write_private_key(signing_key)
     return (
         os.environ
         | {
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "REDIS_PREFIX": prefix,
-            "SIGNING_KEY_FILE": str(workdir / "signing-key.pem"),
-            "DEV": "1",
+            "SIGNING_KEY_FILE": str(signing_key),
             "ADMIN_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-            "RATE_LIMIT_IP_PER_MINUTE": "0",
-            "RATE_LIMIT_KEY_PER_MINUTE": "0",
-            "RATE_LIMIT_NOT_FOUND_PER_MINUTE": "0",
         }
         | extra
     )

@@ -18,6 +18,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.usefixtures("resources")
 
 
+@pytest.mark.moves_clock
 async def test_valid_answer_carries_license_installation_and_nonce(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:
@@ -84,6 +85,7 @@ async def test_disabled_then_enabled_R17(
     assert (await activate(public_client, key))["code"] == "VALID"
 
 
+@pytest.mark.moves_clock
 async def test_trial_expires_on_day_31_R1(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:
@@ -98,6 +100,7 @@ async def test_trial_expires_on_day_31_R1(
     assert (answer["valid"], answer["code"]) == (False, "EXPIRED")
 
 
+@pytest.mark.moves_clock
 async def test_build_not_eligible_after_ms_lapsed_seed_example_R7(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:
@@ -142,6 +145,7 @@ async def test_legacy_flag_two_majors_back_R9(
     ] is False
 
 
+@pytest.mark.moves_clock
 async def test_addons_denied_after_lapse_license_keeps_working_R8(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:
@@ -159,6 +163,7 @@ async def _two_servers(public: Client, key: str) -> dict[str, Any]:
     return await activate(public, key, "server-new")
 
 
+@pytest.mark.moves_clock
 async def test_second_server_gets_grace_then_overdue_R13_R14(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:
@@ -204,6 +209,7 @@ async def test_migration_done_by_deactivation_returns_to_valid_R15(
     assert (await activate(public_client, created["key"], "server-new"))["code"] == "VALID"
 
 
+@pytest.mark.moves_clock
 async def test_silent_server_leaves_after_active_window_R11(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:
@@ -215,6 +221,7 @@ async def test_silent_server_leaves_after_active_window_R11(
     assert answer["installation"]["servers_active"] == 1
 
 
+@pytest.mark.moves_clock
 async def test_lease_expires_after_its_last_day_R1(
     public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from activation.admin.auth_failures import BLOCK_SECONDS, FAILURES_ALLOWED
 from activation.client_address import parse_trusted
 from activation.config import Settings
@@ -108,6 +110,7 @@ async def test_throttling_follows_the_trusted_proxy_rule(
         assert still.status == 429
 
 
+@pytest.mark.moves_clock
 async def test_test_clock_moves_are_audited(
     admin_client: Client, admin_headers: dict[str, str]
 ) -> None:

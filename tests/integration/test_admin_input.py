@@ -10,6 +10,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from activation.api.openapi import openapi_document
 from activation.runtime import Resources
 from fraud.escalation import DEFAULT_LADDER
@@ -60,6 +62,7 @@ def valid_bodies(key: str, customer_id: int) -> dict[tuple[str, str], dict[str, 
     }
 
 
+@pytest.mark.moves_clock
 async def test_no_admin_input_yields_a_server_error(
     admin_client: Client, public_client: Client, admin_headers: Headers, resources: Resources
 ) -> None:

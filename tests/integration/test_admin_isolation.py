@@ -8,6 +8,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from activation.runtime import Resources
@@ -37,6 +38,10 @@ async def open_cases(resources: Resources, customer_id: int, count: int) -> None
         )
 
 
+@pytest.mark.no_queue_shedding(
+    "2000 activations sent at once by a client in the server's own event loop wait there longer"
+    " than MAX_QUEUE_DELAY_MS on a busy machine; what is checked is that the page delays none"
+)
 async def test_a_1000_row_page_beside_2000_activations_disturbs_none(
     resources: Resources, public_client: Client, admin_client: Client, admin_headers: dict[str, str]
 ) -> None:

@@ -293,6 +293,7 @@ async def test_releases(admin_client: Client, admin_headers: Headers, resources:
     ]
 
 
+@pytest.mark.moves_clock
 async def test_test_clock(admin_client: Client, admin_headers: Headers) -> None:
     moved = await admin_client.post(
         "/admin/v1/test-clock", json={"now": "2030-01-01T00:00:00Z"}, headers=admin_headers
@@ -310,6 +311,7 @@ async def test_test_clock(admin_client: Client, admin_headers: Headers) -> None:
     assert bad.status == 400
 
 
+@pytest.mark.moves_clock
 async def test_test_clock_stays_within_the_years_now_may_be_set_to(
     admin_client: Client, admin_headers: Headers
 ) -> None:

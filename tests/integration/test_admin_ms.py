@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from activation.runtime import Resources
-from fraud.admin_app import create_admin_app
 from tests.integration.helpers import create_license, set_clock
 
 Client = TestClient[Any, Any]
@@ -44,6 +43,7 @@ async def test_quotes(admin_client: Client, admin_headers: Headers) -> None:
     assert (late["price_ratio"], late["covered_through_after"]) == (0.8, "2020-10-31")
 
 
+@pytest.mark.moves_clock
 async def test_quote_defaults_to_the_clock_and_needs_ms(
     admin_client: Client, admin_headers: Headers
 ) -> None:
@@ -96,6 +96,7 @@ async def test_renewal_extends_from_the_current_end(
     assert b'"ms_covered_through":"2020-08-31"' in cached
 
 
+@pytest.mark.moves_clock
 async def test_reinstatement_runs_from_its_date(
     admin_client: Client, admin_headers: Headers
 ) -> None:
@@ -111,6 +112,7 @@ async def test_reinstatement_runs_from_its_date(
     assert body["license"]["ms_status"] == "protected"
 
 
+@pytest.mark.moves_clock
 async def test_ms_status(admin_client: Client, admin_headers: Headers) -> None:
     key = await seed(admin_client, admin_headers)
     for now, status in (
@@ -123,6 +125,7 @@ async def test_ms_status(admin_client: Client, admin_headers: Headers) -> None:
         assert (await read.json())["ms_status"] == status, now
 
 
+@pytest.mark.moves_clock
 async def test_auto_renew_cancel_window(
     admin_client: Client, admin_headers: Headers, resources: Resources
 ) -> None:
@@ -150,12 +153,13 @@ async def test_auto_renew_cancel_window(
 
 
 async def test_test_clock_is_404_when_disabled(
-    resources: Resources, aiohttp_client: Any, admin_headers: Headers
+    admin_client: Client, admin_headers: Headers
 ) -> None:
-    settings = resources.settings.with_overrides(test_clock=False)
-    client: Client = await aiohttp_client(
-        create_admin_app(dataclasses.replace(resources, settings=settings))
+    """Production's default: there is no clock to read or move."""
+    read = await admin_client.get("/admin/v1/test-clock", headers=admin_headers)
+    moved = await admin_client.post(
+        "/admin/v1/test-clock", json={"advance_seconds": 60}, headers=admin_headers
     )
-    response = await client.get("/admin/v1/test-clock", headers=admin_headers)
-    assert response.status == 404
-    assert response.content_type == "application/problem+json"
+    for response in (read, moved):
+        assert response.status == 404
+        assert response.content_type == "application/problem+json"

@@ -19,6 +19,8 @@ from tests.integration.helpers import activate, create_license, set_clock
 from tests.integration.receivers import Receiver, Smtp
 from tests.integration.systems import wired
 
+# Every test steps the clock to the days a case is due on.
+pytestmark = pytest.mark.moves_clock
 OPENED = "2026-11-23T12:00:00Z"
 
 

@@ -77,6 +77,7 @@ async def _start_case(system: System) -> None:
     await system.work()
 
 
+@pytest.mark.moves_clock
 async def test_two_servers_for_44_days_end_disabled_R13_R14_R17(system: System) -> None:
     await _start_case(system)
     cases = await system.resources.pool.fetch("SELECT * FROM fraud_cases")
@@ -134,6 +135,7 @@ async def test_two_servers_for_44_days_end_disabled_R13_R14_R17(system: System) 
     assert len(set(webhook_ids)) == len(webhook_ids)
 
 
+@pytest.mark.moves_clock
 async def test_migration_finished_by_deactivation_resolves_without_mail_R15(
     system: System,
 ) -> None:
@@ -158,6 +160,7 @@ async def test_migration_finished_by_deactivation_resolves_without_mail_R15(
     assert system.receiver.requests == []
 
 
+@pytest.mark.moves_clock
 async def test_old_server_going_silent_resolves_the_case_R11_R15(system: System) -> None:
     await _start_case(system)
     for _ in range(8):  # only the new server phones home; the old one falls out after 7 days
@@ -221,6 +224,7 @@ async def test_a_change_whose_redis_write_failed_reaches_the_cache_R17(system: S
     assert unsynced == 0
 
 
+@pytest.mark.moves_clock
 async def test_a_pass_without_the_periodic_duties_only_ingests_and_sends(system: System) -> None:
     """The loop evaluates cases every few seconds, not every pass: a pass without the
     periodic duties ingests (and opens cases) but runs no escalation step."""

@@ -162,6 +162,7 @@ async def fleet(
         yield Fleet(it.public, it.admin, admin_headers, it.worker, metrics, it.resources)
 
 
+@pytest.mark.moves_clock
 async def test_worker_metrics_move_with_their_events(fleet: Fleet) -> None:
     registry = fleet.metrics.registry
     for stage in ("grace", "overdue", "disabled", "resolved"):

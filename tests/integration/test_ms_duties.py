@@ -14,6 +14,8 @@ from tests.integration.helpers import activate, create_license, set_clock
 from tests.integration.receivers import Receiver, Smtp
 from tests.integration.systems import Wired, wired
 
+# Every test walks the clock through an M&S schedule.
+pytestmark = pytest.mark.moves_clock
 HEADERS = {"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"}
 
 

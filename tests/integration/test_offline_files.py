@@ -156,6 +156,7 @@ async def test_r12_a_server_beyond_the_limit_needs_confirmation_and_opens_a_case
     assert [(c["license_key"], c["stage"]) for c in cases["items"]] == [(key, "grace")]
 
 
+@pytest.mark.moves_clock
 async def test_r11_the_file_keeps_its_server_active_until_valid_until(
     admin_client: Client, public_client: Client, admin_headers: Headers
 ) -> None:

@@ -309,6 +309,7 @@ def _node_of_keys(ports: list[int], prefix: str) -> Counter[int]:
     return counts
 
 
+@pytest.mark.moves_clock
 async def test_cluster_activations_worker_and_no_lost_events(cluster: ClusterSystem) -> None:
     resources, public, admin, headers = (
         cluster.resources,

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.integration.client_support import Client
 from tests.integration.helpers import activation_body, create_license, set_clock
 
+# An answer from a past moment is one the recipes must refuse as expired.
+pytestmark = pytest.mark.moves_clock
 README = Path(__file__).resolve().parents[2] / "README.md"
 Headers = dict[str, str]
 
