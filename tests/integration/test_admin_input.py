@@ -62,6 +62,7 @@ def valid_bodies(key: str, customer_id: int) -> dict[tuple[str, str], dict[str, 
     }
 
 
+# Every admin route gets hostile input, the test clock's POST too (served with TEST_CLOCK only).
 @pytest.mark.moves_clock
 async def test_no_admin_input_yields_a_server_error(
     admin_client: Client, public_client: Client, admin_headers: Headers, resources: Resources

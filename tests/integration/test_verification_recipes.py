@@ -24,8 +24,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.integration.client_support import Client
 from tests.integration.helpers import activation_body, create_license, set_clock
 
-# An answer from a past moment is one the recipes must refuse as expired.
-pytestmark = pytest.mark.moves_clock
 README = Path(__file__).resolve().parents[2] / "README.md"
 Headers = dict[str, str]
 
@@ -204,6 +202,8 @@ def _install_go() -> str:
 LANGUAGES = {"python": _python, "javascript": _javascript, "java": _java, "go": _go}
 
 
+# `cases` holds an answer from a past moment, one the recipes must refuse as expired.
+@pytest.mark.moves_clock
 @pytest.mark.parametrize("language", list(LANGUAGES))
 async def test_the_readme_recipe_accepts_exactly_the_genuine_answer(
     language: str, cases: list[Case], public_client: Client, tmp_path: Path
