@@ -2,7 +2,7 @@
 
 200 keys each run on two servers of one allowed (activations through the activation script
 the API calls), three `fraud-worker` processes open the cases from the events, and the test
-clock steps over days 30, 37 and 44 while every 2 s one worker is SIGKILLed and a new one
+clock steps over days 30, 37 and 44 while every second one worker is SIGKILLed and a new one
 started. Real receivers: an aiosmtpd SMTP server and an aiohttp webhook receiver.
 
 Evidence: every case opened, one row per case and step, the distinct Message-IDs equal the
@@ -41,7 +41,7 @@ from tests.integration.receivers import free_port
 
 KEYS = 200
 WORKERS = 3
-KILL_EVERY = 2.0
+KILL_EVERY = 1.0
 PHASE_LIMIT = 60.0
 STEPS = (("grace_over", 30), ("reminder", 37), ("disable", 44))
 
