@@ -66,7 +66,7 @@ class Settings:
     max_inflight: int = 1000
     # An activation that waited longer than this in the process before its handler started is
     # answered 503 at once (api/app.py); 0 switches the rule off.
-    max_queue_delay_ms: int = 20
+    max_queue_delay_ms: int = 50
     request_head_timeout_seconds: float = 10.0
     # Idle keep-alive connections of the public port close after this long. Not an
     # environment variable: above the 60 s idle timeout load balancers use by default, so the
@@ -150,7 +150,7 @@ class Settings:
             dev=dev,
             database_timeout_seconds=reader.integer("DATABASE_TIMEOUT_SECONDS", 15, minimum=1),
             max_inflight=reader.integer("MAX_INFLIGHT", 1000, minimum=1),
-            max_queue_delay_ms=reader.integer("MAX_QUEUE_DELAY_MS", 20, minimum=0),
+            max_queue_delay_ms=reader.integer("MAX_QUEUE_DELAY_MS", 50, minimum=0),
             request_head_timeout_seconds=reader.integer(
                 "REQUEST_HEAD_TIMEOUT_SECONDS", 10, minimum=1
             ),

@@ -20,7 +20,7 @@ def test_defaults_follow_spec_section_10(tmp_path: Path) -> None:
     assert (settings.public_port, settings.admin_port) == (8080, 8081)
     assert settings.database_timeout_seconds == 15
     assert settings.max_inflight == 1000
-    assert settings.max_queue_delay_ms == 20
+    assert settings.max_queue_delay_ms == 50
     assert settings.request_head_timeout_seconds == 10
     assert settings.keepalive_timeout_seconds == 75
     tuned = Settings.from_env(
@@ -190,7 +190,7 @@ def test_test_clock_and_dev_each_warn_at_start(caplog: pytest.LogCaptureFixture)
 
 
 def test_max_queue_delay_is_read_and_0_switches_it_off(tmp_path: Path) -> None:
-    read = Settings.from_env({"MAX_QUEUE_DELAY_MS": "35"}, env_file=tmp_path / "absent")
-    assert read.max_queue_delay_ms == 35
+    read = Settings.from_env({"MAX_QUEUE_DELAY_MS": "20"}, env_file=tmp_path / "absent")
+    assert read.max_queue_delay_ms == 20
     off = Settings.from_env({"MAX_QUEUE_DELAY_MS": "0"}, env_file=tmp_path / "absent")
     assert off.max_queue_delay_ms == 0
