@@ -18,7 +18,8 @@ read during it), the clock at 23:00, then the worker's pass. Cron: one pass in i
 process, as `fraud-worker --once` runs it, timed from inside (`scale_once.py`); loop: the
 running `fraud-worker` until nothing is due, the seconds it spent in passes (all of that
 day's, from its metrics) and how many.
-Printed per day: activations and those not answered 200, the cases page, the pass, e-mails
+Printed per day: activations and those not answered 200 (in brackets: while a cases page was
+read), the cases page, the pass, e-mails
 and webhooks that arrived against the ladder's expectation. At the end: what the rules did,
 duplicate notices, Redis bytes of the streams against the licenses' own data, stream entries
 and consumers left, and PostgreSQL bytes per phone-home.
@@ -122,6 +123,8 @@ class Plan:
 class Day:
     answers: Counter[str] = field(default_factory=Counter)
     pages: list[str] = field(default_factory=list)
+    paging_until: float = 0.0  # perf_counter() until which a cases page counts as being read
+    near_page: int = 0  # activations not answered 200 while a cases page was read
     pass_seconds: float = 0.0
     passes: int = 0
 
@@ -191,6 +194,8 @@ async def phone_homes(
                     raw = await response.read()
                     ok = response.status == 200
                     day.answers[orjson.loads(raw)["code"] if ok else f"!{response.status}"] += 1
+                    if not ok and time.perf_counter() <= day.paging_until:
+                        day.near_page += 1
             except aiohttp.ClientError as error:
                 day.answers[f"!{type(error).__name__}"] += 1
 
@@ -198,12 +203,14 @@ async def phone_homes(
         for _ in range(2):
             await asyncio.sleep(0.2)
             started_at = time.perf_counter()
+            day.paging_until = float("inf")
             async with session.get(
                 f"{system.admin}/admin/v1/cases",
                 params={"limit": "1000", "status": "all"},
                 headers=system.headers,
             ) as response:
                 await response.read()
+            day.paging_until = time.perf_counter() + 0.1  # answers of requests it held back
             day.pages.append(f"{response.status} {(time.perf_counter() - started_at) * 1000:.0f}ms")
 
     await asyncio.gather(pages(), *(caller() for _ in range(concurrency)))
@@ -254,6 +261,7 @@ async def walk(mode: str, plan: Plan, concurrency: int) -> None:
             "with its process start"
         )
         print("day  calls  not-200  cases page (2x)      pass s    e-mails (exp)  webhooks (exp)")
+        print("     (not-200: in brackets those answered while a cases page was read)")
         empty = await postgres_usage(system.database_url)
         total = Counter[str]()
         if mode == "loop":
@@ -293,8 +301,9 @@ async def run_days(
         total.update(day.answers)
         emails, hooks = plan.expected(number)
         passes = f"{day.pass_seconds:6.2f}" + (f" in {day.passes}" if mode == "loop" else "")
+        not_ok = f"{disturbed(day.answers)}" + (f" ({day.near_page})" if day.near_page else "")
         print(
-            f"{number:>3}  {sum(day.answers.values()):>5}  {disturbed(day.answers):>7}  "
+            f"{number:>3}  {sum(day.answers.values()):>5}  {not_ok:>7}  "
             f"{' '.join(day.pages):<19}  {passes:<9}  {arrivals.emails[number]:>6} ({emails:>5})"
             f"  {arrivals.webhooks[number]:>6} ({hooks:>5})"
         )
