@@ -19,7 +19,8 @@ process, as `fraud-worker --once` runs it, timed from inside (`scale_once.py`); 
 running `fraud-worker` until nothing is due, the seconds it spent in passes (all of that
 day's, from its metrics) and how many.
 Printed per day: activations and those not answered 200 (in brackets: while a cases page was
-read), the cases page, the pass, e-mails
+read; +N: refused with 503, then answered when called again after its Retry-After, as the
+products' clients do), the cases page, the pass, e-mails
 and webhooks that arrived against the ladder's expectation. At the end: what the rules did,
 duplicate notices, Redis bytes of the streams against the licenses' own data, stream entries
 and consumers left, and PostgreSQL bytes per phone-home.
@@ -57,6 +58,8 @@ from scale_system import (
 
 START = datetime(2027, 3, 1, tzinfo=UTC)
 KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+RETRIES = 3
+REFUSED = "refused, then called again"  # a tally kept beside the answers in `total`
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Day:
     pages: list[str] = field(default_factory=list)
     paging_until: float = 0.0  # perf_counter() until which a cases page counts as being read
     near_page: int = 0  # activations not answered 200 while a cases page was read
+    refused: int = 0  # 503s called again after their Retry-After
     pass_seconds: float = 0.0
     passes: int = 0
 
@@ -185,6 +189,12 @@ async def phone_homes(
 
     async def caller() -> None:
         for payload in queue:
+            await call(payload)
+
+    async def call(payload: bytes) -> None:
+        """One phone-home; a 503 is called again after its Retry-After, as the products'
+        clients do, up to RETRIES times (each refusal counted in `day.refused`)."""
+        for attempt in range(RETRIES + 1):
             try:
                 async with session.post(
                     f"{system.public}/v1/activations",
@@ -193,11 +203,16 @@ async def phone_homes(
                 ) as response:
                     raw = await response.read()
                     ok = response.status == 200
-                    day.answers[orjson.loads(raw)["code"] if ok else f"!{response.status}"] += 1
                     if not ok and time.perf_counter() <= day.paging_until:
                         day.near_page += 1
+                    if response.status == 503 and attempt < RETRIES:
+                        day.refused += 1
+                        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                        continue
+                    day.answers[orjson.loads(raw)["code"] if ok else f"!{response.status}"] += 1
             except aiohttp.ClientError as error:
                 day.answers[f"!{type(error).__name__}"] += 1
+            return
 
     async def pages() -> None:
         for _ in range(2):
@@ -261,7 +276,10 @@ async def walk(mode: str, plan: Plan, concurrency: int) -> None:
             "with its process start"
         )
         print("day  calls  not-200  cases page (2x)      pass s    e-mails (exp)  webhooks (exp)")
-        print("     (not-200: in brackets those answered while a cases page was read)")
+        print(
+            "     (not-200 in the end; in brackets, any answered while a cases page was read;"
+            " +N: refused with 503, then answered when called again after Retry-After)"
+        )
         empty = await postgres_usage(system.database_url)
         total = Counter[str]()
         if mode == "loop":
@@ -302,6 +320,8 @@ async def run_days(
         emails, hooks = plan.expected(number)
         passes = f"{day.pass_seconds:6.2f}" + (f" in {day.passes}" if mode == "loop" else "")
         not_ok = f"{disturbed(day.answers)}" + (f" ({day.near_page})" if day.near_page else "")
+        not_ok += f" +{day.refused}" if day.refused else ""
+        total[REFUSED] += day.refused
         print(
             f"{number:>3}  {sum(day.answers.values()):>5}  {not_ok:>7}  "
             f"{' '.join(day.pages):<19}  {passes:<9}  {arrivals.emails[number]:>6} ({emails:>5})"
@@ -318,10 +338,14 @@ async def report(
     plan: Plan, system: System, arrivals: Arrivals, total: Counter[str], empty: dict[str, Any]
 ) -> None:
     await asyncio.sleep(1)  # the last notices of the last pass
+    refused = total.pop(REFUSED, 0)
     calls = sum(total.values())
     emails = sum(plan.expected(d)[0] for d in range(plan.days))
     hooks = sum(plan.expected(d)[1] for d in range(plan.days))
-    print(f"activations: {calls:,}, disturbed (not 200): {disturbed(total):,}; {dict(total)}")
+    print(
+        f"activations: {calls:,}, disturbed (not 200): {disturbed(total):,}; {dict(total)};"
+        f" refused with 503 and answered when called again after Retry-After: {refused:,}"
+    )
     print(
         f"notices: e-mails {sum(arrivals.emails.values()):,} of {emails:,} expected, webhooks "
         f"{sum(arrivals.webhooks.values()):,} of {hooks:,} ({dict(arrivals.webhook_types)}); "
