@@ -16,6 +16,18 @@ VENV_BIN = Path(sys.executable).parent
 KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # as activation.store.registry issues keys
 
 
+def admin_postgres_url() -> str:
+    """BENCH_POSTGRES_URL: a connection that may create and drop databases."""
+    return os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def bench_redis_url() -> str:
+    """BENCH_REDIS_URL, else REDIS_URL, else the local Redis."""
+    return os.environ.get("BENCH_REDIS_URL") or os.environ.get(
+        "REDIS_URL", "redis://127.0.0.1:6379/0"
+    )
+
+
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import sys
@@ -42,7 +41,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import common  # noqa: E402  (bench/ is on sys.path when run as a script)
-from common import KEY_ALPHABET, delete_redis_prefix, drop_database, migrate  # noqa: E402
+from common import (  # noqa: E402
+    KEY_ALPHABET,
+    admin_postgres_url,
+    bench_redis_url,
+    delete_redis_prefix,
+    drop_database,
+    migrate,
+)
 
 from activation.config import Settings  # noqa: E402
 from activation.runtime import open_resources  # noqa: E402
@@ -173,12 +179,8 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--disabled-share", type=float, default=0.9)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    admin_url = os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    redis_url = os.environ.get("BENCH_REDIS_URL") or os.environ.get(
-        "REDIS_URL", "redis://127.0.0.1:6379/0"
-    )
+    admin_url = admin_postgres_url()
+    redis_url = bench_redis_url()
     name = f"lic_duebench_{secrets.token_hex(4)}"
     prefix = f"duebench{secrets.token_hex(4)}"
     layout = KeyLayout(prefix, SHARDS, cluster=False)

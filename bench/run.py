@@ -55,6 +55,8 @@ import redis
 import servers
 from common import (  # bench/ is on sys.path when run as a script
     VENV_BIN,
+    admin_postgres_url,
+    bench_redis_url,
     create_database,
     delete_redis_prefix,
     drop_database,
@@ -286,12 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--licenses, --runs and --seconds need positive values")
     find_wrk()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))  # clean up on TERM
-    admin_url = os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    redis_url = os.environ.get(
-        "BENCH_REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
+    admin_url = admin_postgres_url()
+    redis_url = bench_redis_url()
     token = secrets.token_hex(4)
     database = prefix = f"lic_bench_{token}"
     database_url = with_database(admin_url, database)

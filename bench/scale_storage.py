@@ -42,7 +42,13 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import create_database, drop_database, migrate, with_database  # noqa: E402
+from common import (  # noqa: E402
+    admin_postgres_url,
+    create_database,
+    drop_database,
+    migrate,
+    with_database,
+)
 
 from fraud.console.dashboard import figures  # noqa: E402
 from fraud.ingest_sql import INSERT_EVENTS, UPSERT_INSTALLATIONS  # noqa: E402
@@ -192,9 +198,7 @@ async def main() -> None:
     parser.add_argument("--calls-per-day", type=int, default=1)
     parser.add_argument("--fillfactor", type=int, default=None)
     args = parser.parse_args()
-    admin_url = os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
+    admin_url = admin_postgres_url()
     name = f"lic_sbench_{secrets.token_hex(4)}"
     database_url = with_database(admin_url, name)
     await create_database(admin_url, name)

@@ -27,6 +27,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     VENV_BIN,
+    admin_postgres_url,
+    bench_redis_url,
     create_database,
     delete_redis_prefix,
     drop_database,
@@ -111,10 +113,8 @@ async def _wait_http(url: str, process: asyncio.subprocess.Process) -> None:
 async def started(extra_env: dict[str, str]) -> AsyncIterator[System]:
     """A fresh database (migrated) and Redis prefix, `activation-server` on free ports; all
     removed afterwards."""
-    admin_url = os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    admin_url = admin_postgres_url()
+    redis_url = bench_redis_url()
     name, prefix = f"lic_scale_{secrets.token_hex(4)}", f"scale{secrets.token_hex(4)}"
     database_url = with_database(admin_url, name)
     workdir = Path(tempfile.mkdtemp(prefix="scale-bench-"))
@@ -122,7 +122,7 @@ async def started(extra_env: dict[str, str]) -> AsyncIterator[System]:
     env = os.environ | {
         "DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
         "SIGNING_KEY_FILE": str(workdir / "signing-key.pem"), "DEV": "1",
-        "ADMIN_BOOTSTRAP_TOKEN": TOKEN, "TEST_CLOCK": "1", "SIGNING_NONCE_HELPER": "0",
+        "ADMIN_BOOTSTRAP_TOKEN": TOKEN, "TEST_CLOCK": "1",
         "RATE_LIMIT_IP_PER_MINUTE": "0", "RATE_LIMIT_KEY_PER_MINUTE": "0",
         "RATE_LIMIT_NOT_FOUND_PER_MINUTE": "0", "FRAUD_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "MAIL_FROM": "licensing@example.com",

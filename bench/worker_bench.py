@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT))
 import common  # noqa: E402  (bench/ is on sys.path when run as a script)
 from common import (  # noqa: E402
     KEY_ALPHABET,
+    admin_postgres_url,
+    bench_redis_url,
     delete_redis_prefix,
     drop_database,
     migrate,
@@ -248,12 +250,8 @@ async def stored_rows(database_url: str) -> int:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    admin_url = os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    redis_url = os.environ.get("BENCH_REDIS_URL") or os.environ.get(
-        "REDIS_URL", "redis://127.0.0.1:6379/0"
-    )
+    admin_url = admin_postgres_url()
+    redis_url = bench_redis_url()
     name = f"lic_wbench_{secrets.token_hex(4)}"
     prefix = f"wbench{secrets.token_hex(4)}"
     layout = KeyLayout(prefix, SHARDS, cluster=False)

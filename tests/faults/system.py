@@ -67,7 +67,7 @@ def api_process(
     database_url: str, redis_url: str, prefix: str, workdir: Path, **extra: str
 ) -> Iterator[Api]:
     """`activation-server serve --processes 1` on free ports, with production's settings."""
-    env = server_env(database_url, redis_url, prefix, workdir, SIGNING_NONCE_HELPER="0", **extra)
+    env = server_env(database_url, redis_url, prefix, workdir, **extra)
     public, admin = free_port(), free_port()
     log = workdir / "api.log"
     command = [
