@@ -32,12 +32,10 @@ from tests.faults.workers import (
     fault_scale,
     seed_licenses,
     servers_seen,
-    smtp_sink,
-    webhook_sink,
     worker_env,
 )
 from tests.integration.helpers import license_keys
-from tests.integration.receivers import free_port
+from tests.integration.receivers import free_port, smtp_sink, webhook_sink
 
 KEYS = 200
 WORKERS = 3

@@ -15,21 +15,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email import message_from_bytes, policy
 from pathlib import Path
 
-from aiohttp import web
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client.parser import text_string_to_metric_families
 
 from activation.config import Settings
 from activation.runtime import Resources
 from activation.store.redis_store import Recorded
-from fraud.notify import verify
 from tests.integration.helpers import activation_requests, insert_licenses
 from tests.integration.receivers import SECRET, free_port
 
@@ -219,57 +213,6 @@ class HungServer:
             writer.close()
         if self._server is not None:
             await self._server.wait_closed()
-
-
-@dataclass
-class Mailbox:
-    """An aiosmtpd handler that keeps each accepted message's Message-ID."""
-
-    message_ids: list[str] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        parsed = message_from_bytes(envelope.content, policy=policy.default)
-        self.message_ids.append(str(parsed["Message-ID"]))
-        return "250 Message accepted"
-
-
-@contextlib.contextmanager
-def smtp_sink(port: int) -> Iterator[Mailbox]:
-    mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox
-    finally:
-        controller.stop()
-
-
-@dataclass
-class Hooks:
-    ids: list[str] = field(default_factory=list)
-    bad_signatures: int = 0
-
-
-@contextlib.asynccontextmanager
-async def webhook_sink(port: int) -> AsyncIterator[Hooks]:
-    hooks = Hooks()
-
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        hooks.ids.append(request.headers.get("webhook-id", ""))
-        hooks.bad_signatures += not verify(SECRET, request.headers, body)
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield hooks
-    finally:
-        await runner.cleanup()
 
 
 async def produce_activations(

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -28,10 +28,16 @@ def free_port() -> int:
         return port
 
 
-class _Mailbox:
+class Mailbox:
+    """An aiosmtpd handler that keeps every accepted message and its recipients."""
+
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.recipients: list[list[str]] = []
+
+    @property
+    def message_ids(self) -> list[str]:
+        return [str(message["Message-ID"]) for message in self.messages]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
@@ -42,22 +48,29 @@ class _Mailbox:
         return "250 Message accepted"
 
 
+@contextmanager
+def smtp_sink(port: int) -> Iterator[Mailbox]:
+    """An SMTP server on 127.0.0.1:`port` for as long as the block runs."""
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
+
+
 @dataclass
 class Smtp:
     url: str
-    mailbox: _Mailbox
+    mailbox: Mailbox
 
 
 @pytest.fixture
 def smtp() -> Iterator[Smtp]:
-    mailbox = _Mailbox()
     port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_sink(port) as mailbox:
         yield Smtp(f"smtp://127.0.0.1:{port}", mailbox)
-    finally:
-        controller.stop()
 
 
 @dataclass
@@ -70,9 +83,15 @@ class Receiver:
     def ids(self) -> list[str]:
         return [headers["webhook-id"] for headers, _, _ in self.requests]
 
+    @property
+    def bad_signatures(self) -> int:
+        return sum(not signed for _, _, signed in self.requests)
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+
+@asynccontextmanager
+async def webhook_sink(port: int = 0) -> AsyncIterator[Receiver]:
+    """A webhook receiver at http://127.0.0.1:`port`/hook (0: a port the system picks) for as
+    long as the block runs; it answers `Receiver.status`."""
     state = Receiver(url="")
 
     async def hook(request: web.Request) -> web.Response:
@@ -83,10 +102,17 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    state.url = str(server.make_url("/hook"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
     try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
         yield state
     finally:
-        await server.close()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with webhook_sink() as state:
+        yield state
