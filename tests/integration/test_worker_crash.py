@@ -23,7 +23,6 @@ consumer. The workers' own `reclaimed=N` log lines count the redeliveries too.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import signal
@@ -39,6 +38,7 @@ from typing import IO
 from activation.runtime import Resources
 from activation.store.redis_store import Recorded
 from fraud.ingest import GROUP, StreamIngest
+from tests.faults.workers import worker_env
 from tests.integration.helpers import (
     activation_requests,
     insert_licenses,
@@ -82,19 +82,12 @@ async def produce(resources: Resources, keys: list[str], count: int, into: list[
 
 
 def start_worker(resources: Resources, workdir: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    settings = resources.settings
-    assert settings.database_url is not None and settings.redis_url is not None
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(workdir)),
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_PREFIX": settings.redis_prefix,
-        "STREAM_SHARDS": str(settings.stream_shards),
-        "TEST_CLOCK": "0",
-        "INGEST_BATCH_SIZE": str(BATCH_SIZE),
-        "INGEST_MIN_IDLE_MS": str(MIN_IDLE_MS),
-    }
+    env = worker_env(
+        resources.settings,
+        workdir,
+        INGEST_BATCH_SIZE=str(BATCH_SIZE),
+        INGEST_MIN_IDLE_MS=str(MIN_IDLE_MS),
+    )
     # The working directory is empty: no `.env` file is read.
     return subprocess.Popen(
         [str(WORKER), "--port", "0"], cwd=workdir, env=env, stdout=log, stderr=log
